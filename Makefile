@@ -1,0 +1,45 @@
+# The two commands a new user needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-gateway test-backend bench check venv redis clean
+
+# The venv is rebuilt when the declared dependencies change.
+$(STAMP): pyproject.toml backends/sample_django/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -r backends/sample_django/requirements.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# redis-server is needed by the store tests; install it from the OS packages when
+# missing and we are allowed to (root on Debian/Ubuntu). Tests fail loudly without it.
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing redis-server"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else \
+	    echo "redis-server is missing: install it (e.g. apt-get install redis-server)" >&2; exit 1; \
+	  fi; }
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+test: $(STAMP) redis
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests
+	cd backends/sample_django && ../../$(VENV)/bin/pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+check: $(STAMP)
+	$(VENV)/bin/gateway check -c config/gateway.yaml
+
+clean:
+	rm -rf $(VENV) build *.egg-info

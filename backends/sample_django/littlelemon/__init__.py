@@ -1,0 +1,1 @@
+"""Project package of the Little Lemon sample backend (settings, URLs, WSGI)."""

@@ -1,0 +1,189 @@
+"""Settings for the Little Lemon sample backend.
+
+Everything that differs between a laptop, CI and a deployment comes from the
+environment, with defaults that make ``make demo`` work on a fresh checkout:
+
+================================  ==============================================
+``DJANGO_SECRET_KEY``             session/CSRF signing; a dev-only default
+``DJANGO_DEBUG``                  ``1``/``true`` to enable; off by default
+``DJANGO_ALLOWED_HOSTS``          comma list; default 127.0.0.1, localhost, [::1]
+``DATABASE_URL``                  dj-database-url syntax; default SQLite file
+                                  ``backends/sample_django/db.sqlite3``
+``JWT_PRIVATE_KEY_FILE``          PEM RSA private key; default ``<repo>/keys/jwt.key``
+``JWT_PUBLIC_KEY_FILE``           PEM public key; default ``<repo>/keys/jwt.pub``
+``JWT_ISSUER``                    ``iss`` claim; default ``little-lemon``
+                                  (empty string: no ``iss`` claim)
+``INSTANCE_NAME``                 value of the ``X-Served-By`` response header;
+                                  default ``<hostname>:<pid>``
+================================  ==============================================
+
+The JWT keys are read once, here. A missing key does not stop Django from
+starting (``generate_jwt_keys`` itself needs these settings to run); the
+``accounts`` system check reports it instead.
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+REPO_ROOT = BASE_DIR.parent.parent
+
+
+def _env_bool(name: str, *, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str, *, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _read_pem(path: Path) -> str | None:
+    """Return the PEM text at ``path``, or None while the key does not exist yet."""
+    try:
+        return path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        return None
+
+
+SECRET_KEY = os.environ.get(
+    "DJANGO_SECRET_KEY", "django-insecure-little-lemon-dev-only-do-not-deploy"
+)
+DEBUG = _env_bool("DJANGO_DEBUG", default=False)
+# The gateway preserves the client's Host header (127.0.0.1:8080); Django
+# compares hosts without their port, so loopback names are enough here.
+ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+
+# Empty means "<hostname>:<pid>", resolved by the middleware inside each worker.
+INSTANCE_NAME = os.environ.get("INSTANCE_NAME", "")
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "djoser",
+    "accounts",
+    "menu",
+]
+
+MIDDLEWARE = [
+    # First, so that every response -- errors included -- names its instance.
+    "littlelemon.served_by.ServedByMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "littlelemon.urls"
+WSGI_APPLICATION = "littlelemon.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=0,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Two gunicorn instances share one SQLite file. WAL lets readers run while
+    # one process writes; IMMEDIATE transactions take the write lock up front so
+    # concurrent writers queue on the busy timeout instead of failing with
+    # "database is locked" when a read transaction tries to upgrade.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        **DATABASES["default"].get("OPTIONS", {}),
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+
+REST_FRAMEWORK = {
+    # Stateless JWT only: the gateway in front verifies the same tokens.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+    ],
+    # Closed by default; each view opens what it means to open.
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "menu.pagination.PerPagePagination",
+    "DEFAULT_RENDERER_CLASSES": (
+        ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"]
+        if DEBUG
+        else ["rest_framework.renderers.JSONRenderer"]
+    ),
+}
+
+JWT_PRIVATE_KEY_FILE = Path(
+    os.environ.get("JWT_PRIVATE_KEY_FILE", REPO_ROOT / "keys" / "jwt.key")
+).resolve()
+JWT_PUBLIC_KEY_FILE = Path(
+    os.environ.get("JWT_PUBLIC_KEY_FILE", REPO_ROOT / "keys" / "jwt.pub")
+).resolve()
+
+SIMPLE_JWT = {
+    "ALGORITHM": "RS256",
+    "SIGNING_KEY": _read_pem(JWT_PRIVATE_KEY_FILE),
+    "VERIFYING_KEY": _read_pem(JWT_PUBLIC_KEY_FILE) or "",
+    "ISSUER": os.environ.get("JWT_ISSUER", "little-lemon") or None,
+    # No audience by default: a verifier that expects none rejects tokens carrying one.
+    "AUDIENCE": None,
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=15),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=1),
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "USER_ID_CLAIM": "user_id",
+    "TOKEN_TYPE_CLAIM": "token_type",
+    # A login must not write to the shared SQLite file.
+    "UPDATE_LAST_LOGIN": False,
+    "TOKEN_OBTAIN_SERIALIZER": "accounts.tokens.GroupsTokenObtainPairSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "accounts.tokens.GroupsTokenRefreshSerializer",
+}
+
+DJOSER = {
+    "LOGIN_FIELD": "username",
+    "HIDE_USERS": True,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+}

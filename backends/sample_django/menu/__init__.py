@@ -1,0 +1,1 @@
+"""The Little Lemon menu: categories and the items on them."""

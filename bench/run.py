@@ -1,0 +1,1151 @@
+#!/usr/bin/env python3
+"""Benchmark harness: the gateway against nginx proxy_pass, measured the BENCH.md way.
+
+Why it is built like this (see docs/performance.md for the long form):
+- absolute RPS on this shared 2-vCPU VM drifts 15-30 % between rounds, so every
+  round runs nginx `proxy_pass` (1 worker, upstream keepalive 64) and the gateway
+  alternately, and the headline figure is the ratio measured in the same round;
+- CPU microseconds per request of the proxy's whole process tree is the steadiest
+  figure under contention, so it is reported beside RPS;
+- a run is repeated once (and marked) when the hypervisor stole > 5 % of the machine
+  or other processes used > 20 % of a core while it ran;
+- the upstream is a fixed nginx `return 200 '<303-byte JSON>'`, never the bottleneck.
+
+Run from the repository root:  .venv/bin/python bench/run.py [--quick] [--scenario NAME]
+Standard library + PyYAML only (bench/naive_proxy.py needs aiohttp + uvloop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import http.client
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+SCENARIOS = BENCH / "scenarios"
+DOC = REPO / "docs" / "performance.md"
+DOC_BEGIN = "<!-- bench:begin -->"
+DOC_END = "<!-- bench:end -->"
+HOST = "127.0.0.1"
+BODY_SIZE = 303
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PF_KTHREAD = 0x00200000  # /proc/PID/stat flags bit: kernel thread
+STEAL_LIMIT_PCT = 5.0  # of machine time
+OTHERS_LIMIT_PCT = 20.0  # of one core
+UPSTREAM_LABEL = "upstream direct"
+NGINX_LABEL = "nginx proxy_pass"
+NAIVE_LABEL = "naive aiohttp proxy"
+READY_TIMEOUT_S = 30.0
+STOP_GRACE_S = 5.0
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class BenchError(Exception):
+    """A condition that stops the whole benchmark with a clear message."""
+
+
+class StartError(Exception):
+    """A process that did not come up; carries its stderr so the user sees why."""
+
+    def __init__(self, message: str, stderr: str = "") -> None:
+        super().__init__(message)
+        self.stderr = stderr
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class Target:
+    """Something wrk can hit, and the process tree whose CPU it costs."""
+
+    label: str
+    address: str  # host:port
+    root_pid: int
+    headers: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WrkResult:
+    """What the lua done() hook printed (latencies in microseconds)."""
+
+    requests: int
+    duration_us: int
+    bytes: int
+    connect: int
+    read: int
+    write: int
+    status: int  # wrk counts responses with status > 399 here
+    timeout: int
+    p50_us: float
+    p99_us: float
+    mean_us: float
+    max_us: float
+
+    @property
+    def socket_errors(self) -> int:
+        return self.connect + self.read + self.write + self.timeout
+
+    @property
+    def rps(self) -> float:
+        return self.requests / (self.duration_us / 1e6) if self.duration_us else 0.0
+
+
+@dataclass
+class RunResult:
+    """One measured wrk run of one target, with its contention figures."""
+
+    label: str
+    connections: int
+    run: int
+    rps: float
+    p50_us: float
+    p99_us: float
+    cpu_us_per_request: float | None
+    non_2xx: int
+    socket_errors: int
+    steal_pct: float
+    others_pct_of_core: float
+    busiest_other: str = ""
+    rerun: bool = False
+    noisy: bool = False
+    failed: str = ""
+    first_attempt: dict | None = None
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    """The few /proc/PID/stat fields we need."""
+
+    pid: int
+    ppid: int
+    kthread: bool
+    start: int
+    ticks: int  # utime + stime + cutime + cstime: reaped children stay counted
+    comm: str
+
+
+@dataclass
+class Scenario:
+    """A gateway config template plus optional extra request headers for wrk."""
+
+    name: str
+    template: str
+    headers: list[str]
+
+
+@dataclass
+class Settings:
+    """The knobs of one benchmark invocation."""
+
+    wrk: str
+    duration: int
+    connections: list[int]
+    runs: int
+    warmup: int
+    lua: Path
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def parse_connections(text: str) -> list[int]:
+    """`1,50` -> [1, 50]; wrk needs at least one connection per thread."""
+    values = [int(part) for part in text.split(",") if part.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("expected a comma list of positive integers")
+    return values
+
+
+def parse_seconds(text: str) -> int:
+    """Accept `10` or `10s` (wrk's own spelling)."""
+    value = int(text.removesuffix("s"))
+    if value < 1:
+        raise argparse.ArgumentTypeError("duration must be >= 1s")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command line; --quick wins over --runs/--duration because it is a smoke test."""
+    p = argparse.ArgumentParser(description="Benchmark the gateway against nginx proxy_pass.")
+    p.add_argument("--scenario", action="append", metavar="NAME",
+                   help="bench/scenarios/NAME.yaml to run (repeatable; default: all)")
+    p.add_argument("--duration", type=parse_seconds, default=10, help="seconds per wrk run (10)")
+    p.add_argument("--connections", type=parse_connections, default=[1, 50],
+                   help="comma list of wrk connection counts (1,50)")
+    p.add_argument("--runs", type=int, default=3, help="runs per target and connection count (3)")
+    p.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured wrk per target (2)")
+    p.add_argument("--quick", action="store_true", help="smoke test: 1 run of 3 s, not recorded")
+    p.add_argument("--naive", action=argparse.BooleanOptionalAction, default=True,
+                   help="include the naive aiohttp proxy row (default on)")
+    p.add_argument("--nginx-workers", type=int, default=1,
+                   help="nginx proxy_pass workers; match the gateway's process count (1)")
+    p.add_argument("--record", action=argparse.BooleanOptionalAction, default=None,
+                   help="write the result into docs/performance.md (default: on, off with --quick)")
+    p.add_argument("--gateway", type=Path, default=REPO / ".venv" / "bin" / "gateway",
+                   help="gateway console script (.venv/bin/gateway)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also dump every run as JSON")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.runs, args.duration, args.warmup = 1, 3, 1
+    if args.record is None:
+        args.record = not args.quick
+    if args.runs < 1:
+        p.error("--runs must be >= 1")
+    return args
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def apt_install(package: str) -> bool:
+    """Install one Debian package when we are root; waits for a concurrent apt's lock."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return False
+    print(f"  installing {package} with apt-get ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    cmd = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-q", package]
+    for attempt in range(2):
+        if attempt:
+            subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=300", "update", "-q"],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if done.returncode == 0:
+            return True
+    print(f"  apt-get install {package} failed: {done.stderr.decode(errors='replace')[-500:]}")
+    return False
+
+
+def find_tool(name: str, install: bool) -> str | None:
+    """Locate a binary, also in sbin dirs that a non-login PATH may lack."""
+    extra = os.pathsep.join(["/usr/sbin", "/usr/local/sbin", "/sbin"])
+    path = os.environ.get("PATH", "") + os.pathsep + extra
+    found = shutil.which(name, path=path)
+    if found is None and install and apt_install(name):
+        found = shutil.which(name, path=path)
+    return found
+
+
+def require_wrk() -> str:
+    """wrk is the load generator of the method; without it there is nothing to measure."""
+    wrk = find_tool("wrk", install=True)
+    if wrk is None:
+        raise BenchError("wrk not found on PATH. Install it: apt-get install -y wrk")
+    return wrk
+
+
+def tool_version(argv: list[str]) -> str:
+    """First line a tool prints about its version (nginx prints on stderr, wrk exits 1)."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    text = (done.stdout + done.stderr).strip()
+    return text.splitlines()[0] if text else "?"
+
+
+def raise_fd_limit() -> None:
+    """Many connections need many fds; children inherit the raised soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+# --------------------------------------------------------------------------- /proc
+
+
+def read_stat(pid: int) -> ProcStat | None:
+    """Parse /proc/PID/stat; the comm field may hold spaces, so split after the last ')'."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    close = raw.rindex(b")")
+    rest = raw[close + 2:].split()
+    comm = raw[raw.index(b"(") + 1:close].decode(errors="replace")
+    # rest[i] is field i+3 of proc(5): ppid 4, flags 9, utime..cstime 14-17, starttime 22
+    ticks = sum(int(v) for v in rest[11:15])
+    return ProcStat(pid, int(rest[1]), bool(int(rest[6]) & PF_KTHREAD), int(rest[19]), ticks, comm)
+
+
+def snapshot() -> dict[int, ProcStat]:
+    """Every process on the machine, so both trees and strangers come from one read."""
+    stats = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (st := read_stat(int(name))) is not None:
+            stats[st.pid] = st
+    return stats
+
+
+def tree_pids(root: int, snap: dict[int, ProcStat]) -> set[int]:
+    """root and all its descendants (workers, resource trackers, ...)."""
+    children: dict[int, list[int]] = {}
+    for st in snap.values():
+        children.setdefault(st.ppid, []).append(st.pid)
+    found, todo = set(), [root] if root in snap else []
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def tree_ticks(root: int, snap: dict[int, ProcStat]) -> int:
+    """CPU clock ticks of a whole process tree."""
+    return sum(snap[pid].ticks for pid in tree_pids(root, snap))
+
+
+def stranger_ticks(before: dict[int, ProcStat], after: dict[int, ProcStat],
+                   ours: set[int]) -> tuple[int, str]:
+    """CPU used during the run by user processes other than the ones being measured,
+    and the name of the busiest one (to tell who disturbed a run).
+
+    Kernel threads are left out: on loopback they mostly do the benchmark's own
+    network work.  A process born during the run counts in full.
+    """
+    total, top, top_ticks = 0, "", 0
+    for pid, st in after.items():
+        if pid in ours or st.kthread:
+            continue
+        prev = before.get(pid)
+        base = prev.ticks if prev is not None and prev.start == st.start else 0
+        used = max(0, st.ticks - base)
+        total += used
+        if used > top_ticks:
+            top, top_ticks = f"{st.comm}[{pid}]", used
+    return total, top
+
+
+def machine_cpu() -> tuple[int, int]:
+    """(total, steal) jiffies from the aggregate line of /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:9]]
+    return sum(values), values[7]
+
+
+# --------------------------------------------------------------------------- processes
+
+
+class Processes:
+    """Every process the harness starts, so one finally: can stop them all."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.live: dict[int, subprocess.Popen] = {}
+        self.names: dict[int, str] = {}
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> subprocess.Popen:
+        """Start in a new session (own process group) so Ctrl-C reaches only us, and
+        so the whole group can be signalled at the end."""
+        out, err = self.log_paths(name)
+        with out.open("wb") as out_f, err.open("wb") as err_f:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f,
+                                    env=env, cwd=cwd, start_new_session=True)
+        self.live[proc.pid] = proc
+        self.names[proc.pid] = name
+        return proc
+
+    def log_paths(self, name: str) -> tuple[Path, Path]:
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
+        return self.workdir / f"{slug}.out", self.workdir / f"{slug}.err"
+
+    def stderr_of(self, proc: subprocess.Popen, limit: int = 4000) -> str:
+        """Tail of a process's stderr (and stdout, where some servers log errors)."""
+        out, err = self.log_paths(self.names[proc.pid])
+        text = ""
+        for path in (err, out):
+            if path.exists():
+                text += path.read_text(errors="replace")
+        return text[-limit:]
+
+    def stop(self, proc: subprocess.Popen) -> None:
+        """SIGTERM the group, wait, then SIGKILL the group and any escaped descendant."""
+        if self.live.pop(proc.pid, None) is None:
+            return
+        snap = snapshot()
+        escaped = [(pid, snap[pid].start) for pid in tree_pids(proc.pid, snap) if pid != proc.pid]
+        signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            signal_group(proc.pid, signal.SIGKILL)
+            proc.wait(STOP_GRACE_S)
+        signal_group(proc.pid, signal.SIGKILL)
+        for pid, start in escaped:
+            st = read_stat(pid)
+            if st is not None and st.start == start:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def stop_all(self) -> None:
+        """Newest first: proxies before the upstream they talk to."""
+        for proc in reversed(list(self.live.values())):
+            try:
+                self.stop(proc)
+            except Exception as exc:  # keep stopping the others
+                print(f"warning: could not stop pid {proc.pid}: {exc}", file=sys.stderr)
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    """Signal a process group, ignoring one that is already gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def free_port() -> int:
+    """A port the kernel just gave us; a race is possible, callers retry on 'in use'."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def port_clash(stderr: str) -> bool:
+    """Did a start fail only because someone grabbed our port in between?"""
+    return "in use" in stderr.lower()
+
+
+def with_port_retry(start: Callable[[], T], attempts: int = 3) -> T:
+    """Retry a start whose failure was a port race; any other failure is final."""
+    for attempt in range(attempts):
+        try:
+            return start()
+        except StartError as exc:
+            if attempt == attempts - 1 or not port_clash(exc.stderr):
+                raise
+    raise AssertionError("unreachable")
+
+
+# --------------------------------------------------------------------------- HTTP checks
+
+
+def http_get(address: str, path: str = "/", headers: Iterable[str] = ()) -> tuple[int, str, bytes] | None:
+    """(status, content-type, body) of one GET, or None while the server is not up."""
+    host, _, port = address.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=2)
+    try:
+        hdrs = dict(h.split(":", 1) for h in headers)
+        conn.request("GET", path, headers={k.strip(): v.strip() for k, v in hdrs.items()})
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Content-Type", ""), resp.read()
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def returns_200(address: str, path: str = "/", headers: Iterable[str] = ()) -> bool:
+    answer = http_get(address, path, headers)
+    return answer is not None and answer[0] == 200
+
+
+def wait_ready(procs: Processes, proc: subprocess.Popen, name: str, ready: Callable[[], bool]) -> None:
+    """Poll until ready; fail fast with stderr if the process dies, or after a timeout."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            stderr = procs.stderr_of(proc)
+            procs.stop(proc)
+            raise StartError(f"{name} exited with status {proc.returncode}", stderr)
+        if ready():
+            return
+        time.sleep(0.1)
+    stderr = procs.stderr_of(proc)
+    procs.stop(proc)
+    raise StartError(f"{name} not ready after {READY_TIMEOUT_S:.0f}s", stderr)
+
+
+def body_problem(target: Target, expected: bytes) -> str | None:
+    """A proxy that is fast because it answers the wrong thing must not look good."""
+    answer = http_get(target.address, "/", target.headers)
+    if answer is None:
+        return "no answer to a sanity GET"
+    status, ctype, body = answer
+    if status != 200:
+        return f"sanity GET returned {status}"
+    if body != expected:
+        return f"body differs from the upstream's ({len(body)} bytes)"
+    if not ctype.startswith("application/json"):
+        return f"Content-Type is {ctype!r}"
+    return None
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def json_body() -> bytes:
+    """A fixed 303-byte JSON menu item (the size BENCH.md figures were taken with).
+
+    It goes inside an nginx single-quoted string, so it must hold no ', \\ or $.
+    """
+    item = {"id": 1, "title": "Greek Salad", "price": "12.50", "inventory": 42,
+            "featured": True, "category": {"id": 2, "slug": "salads", "title": "Salads"},
+            "description": ""}
+    filler = "Crisp lettuce, cucumber, tomato, red onion, kalamata olives and feta. "
+    pad = BODY_SIZE - len(json.dumps(item, separators=(",", ":")))
+    item["description"] = (filler * 10)[:pad]
+    body = json.dumps(item, separators=(",", ":")).encode()
+    assert len(body) == BODY_SIZE and not set(b"'\\$") & set(body), body
+    return body
+
+
+def nginx_conf(prefix: Path, workers: int, http_block: str) -> str:
+    """Everything nginx needs inside its own prefix (no /var/log, no /var/lib).
+
+    keepalive_requests is raised everywhere so that neither wrk's connections nor a
+    proxy's upstream pool are closed every 1000 requests (nginx's default), which would
+    charge reconnects to whichever target happens to be measured.
+    """
+    return f"""
+worker_processes {workers};
+daemon off;
+master_process on;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+worker_rlimit_nofile 16384;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+{http_block}
+}}
+"""
+
+
+def upstream_block(port: int, body: bytes) -> str:
+    """The fixed upstream: one worker answers from memory."""
+    return f"""
+    server {{
+        listen {HOST}:{port};
+        default_type application/json;
+        location / {{ return 200 '{body.decode()}'; }}
+    }}"""
+
+
+def proxy_block(port: int, upstream: str) -> str:
+    """The reference proxy, configured exactly as BENCH.md says."""
+    return f"""
+    upstream bench_upstream {{
+        server {upstream};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen {HOST}:{port};
+        location / {{
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}"""
+
+
+def start_nginx(procs: Processes, nginx: str, name: str, workers: int,
+                block: Callable[[int], str]) -> tuple[subprocess.Popen, str]:
+    """Start one nginx in its own prefix dir and wait until it answers 200."""
+
+    def attempt() -> tuple[subprocess.Popen, str]:
+        port = free_port()
+        prefix = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=procs.workdir))
+        prefix.chmod(0o755)  # workers drop to 'nobody' and create temp dirs here
+        conf = prefix / "nginx.conf"
+        conf.write_text(nginx_conf(prefix, workers, block(port)))
+        argv = [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
+        proc = procs.start(name, argv)
+        address = f"{HOST}:{port}"
+        try:
+            wait_ready(procs, proc, name, lambda: returns_200(address))
+        except StartError as exc:
+            log = prefix / "error.log"
+            exc.stderr += log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise
+        return proc, address
+
+    return with_port_retry(attempt)
+
+
+def start_python_server(procs: Processes, name: str, script: str, args: list[str]) -> tuple[subprocess.Popen, str]:
+    """Start one of our aiohttp helpers with this interpreter (the venv's)."""
+
+    def attempt() -> tuple[subprocess.Popen, str]:
+        address = f"{HOST}:{free_port()}"
+        proc = procs.start(name, [sys.executable, str(BENCH / script), "--listen", address, *args])
+        wait_ready(procs, proc, name, lambda: returns_200(address))
+        return proc, address
+
+    return with_port_retry(attempt)
+
+
+def start_upstream(procs: Processes, nginx: str | None, body: bytes) -> Target:
+    """nginx `return 200` upstream, or the aiohttp fallback (said loudly)."""
+    if nginx is not None:
+        proc, address = start_nginx(procs, nginx, "upstream-nginx", 1, lambda p: upstream_block(p, body))
+    else:
+        print("WARNING: nginx unavailable; falling back to an aiohttp upstream "
+              "(bench/json_upstream.py). It is slower and costs more CPU than nginx: "
+              "figures are NOT comparable with BENCH.md, and there is no nginx reference row.")
+        body_file = procs.workdir / "body.json"
+        body_file.write_bytes(body)
+        proc, address = start_python_server(procs, "upstream-aiohttp", "json_upstream.py",
+                                            ["--body-file", str(body_file)])
+    return Target(UPSTREAM_LABEL, address, proc.pid)
+
+
+# --------------------------------------------------------------------------- gateway
+
+
+def load_scenarios(names: list[str] | None) -> list[Scenario]:
+    """bench/scenarios/NAME.yaml (+ optional NAME.headers); unknown names are an error."""
+    available = {p.stem: p for p in sorted(SCENARIOS.glob("*.yaml"))}
+    wanted = names or list(available)
+    unknown = [n for n in wanted if n not in available]
+    if unknown:
+        raise BenchError(f"unknown scenario(s) {', '.join(unknown)}; "
+                         f"available: {', '.join(available) or 'none'}")
+    return [Scenario(n, available[n].read_text(), read_headers(available[n].with_suffix(".headers")))
+            for n in wanted]
+
+
+def read_headers(path: Path) -> list[str]:
+    """`Name: value` lines for wrk -H; blank lines and # comments are skipped."""
+    if not path.exists():
+        return []
+    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    headers = [ln for ln in lines if ln and not ln.startswith("#")]
+    bad = [h for h in headers if ":" not in h]
+    if bad:
+        raise BenchError(f"{path}: expected 'Name: value' lines, got {bad}")
+    return headers
+
+
+def render_scenario(template: str, values: dict[str, str]) -> str:
+    """Substitute only our placeholders; any other ${NAME} is left for the gateway's env expansion."""
+    return re.sub(r"\$\{(LISTEN|ADMIN|UPSTREAM)\}", lambda m: values[m.group(1)], template)
+
+
+def gateway_processes(config_text: str) -> int | None:
+    """server.workers of a rendered config, to warn when CPU budgets differ from nginx's."""
+    try:
+        workers = (yaml.safe_load(config_text) or {}).get("server", {}).get("workers", 1)
+    except (yaml.YAMLError, AttributeError):
+        return None
+    return os.cpu_count() if workers == "auto" else workers if isinstance(workers, int) else None
+
+
+def start_gateway(procs: Processes, gateway: Path, scenario: Scenario, upstream: str) -> Target:
+    """Generate the scenario's config and wait for /healthz and a 200 through the gateway."""
+    label = f"gateway: {scenario.name}"
+
+    def attempt() -> Target:
+        values = {"LISTEN": f"{HOST}:{free_port()}", "ADMIN": f"{HOST}:{free_port()}", "UPSTREAM": upstream}
+        conf = procs.workdir / f"gateway-{scenario.name}.yaml"
+        conf.write_text(render_scenario(scenario.template, values))
+        env = {**os.environ, **values, "PYTHONUNBUFFERED": "1"}
+        proc = procs.start(f"gateway-{scenario.name}", [str(gateway), "run", "-c", str(conf)], env=env, cwd=REPO)
+        wait_ready(procs, proc, label, lambda: returns_200(values["ADMIN"], "/healthz")
+                   and returns_200(values["LISTEN"], "/", scenario.headers))
+        return Target(label, values["LISTEN"], proc.pid, list(scenario.headers))
+
+    return with_port_retry(attempt)
+
+
+def start_gateways(procs: Processes, gateway: Path, scenarios: list[Scenario], upstream: str,
+                   nginx_workers: int) -> tuple[list[Target], list[str]]:
+    """Every scenario that starts; one that fails is reported (with stderr) and skipped."""
+    if not scenarios:
+        return [], []
+    if not gateway.exists():
+        print(f"SKIP gateway scenarios ({', '.join(s.name for s in scenarios)}): "
+              f"{gateway} does not exist (install the package into .venv first)")
+        return [], []
+    targets, failed = [], []
+    for scenario in scenarios:
+        workers = gateway_processes(render_scenario(scenario.template, {"LISTEN": "x", "ADMIN": "x", "UPSTREAM": "x"}))
+        if workers is not None and workers != nginx_workers:
+            print(f"note: scenario {scenario.name} runs {workers} gateway process(es) against "
+                  f"{nginx_workers} nginx worker(s): CPU budgets differ (see --nginx-workers)")
+        try:
+            targets.append(start_gateway(procs, gateway, scenario, upstream))
+            print(f"  started gateway scenario {scenario.name} on {targets[-1].address}")
+        except StartError as exc:
+            failed.append(scenario.name)
+            print(f"FAILED to start gateway scenario {scenario.name}: {exc}\n"
+                  f"----- gateway stderr -----\n{exc.stderr.rstrip()}\n--------------------------")
+    return targets, failed
+
+
+# --------------------------------------------------------------------------- wrk
+
+
+LUA_REPORT = r"""
+-- Printed once at the end: one machine-readable line, robust against wrk's text format.
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"bytes":%d,"connect":%d,"read":%d,' ..
+    '"write":%d,"status":%d,"timeout":%d,"p50_us":%d,"p99_us":%d,"mean_us":%.1f,"max_us":%d}\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write,
+    e.status, e.timeout, latency:percentile(50), latency:percentile(99), latency.mean,
+    latency.max))
+end
+"""
+
+
+def run_wrk(settings: Settings, target: Target, connections: int, duration: int) -> WrkResult:
+    """One wrk run, one thread (BENCH.md: two changed nothing), killed if it hangs."""
+    argv = [settings.wrk, "-t1", f"-c{connections}", f"-d{duration}s", "-s", str(settings.lua)]
+    for header in target.headers:
+        argv += ["-H", header]
+    argv.append(f"http://{target.address}/")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, start_new_session=True, text=True)
+    try:
+        out, err = proc.communicate(timeout=duration + 30)
+    finally:
+        if proc.poll() is None:
+            signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+    for line in out.splitlines():
+        if line.startswith("WRKJSON "):
+            return WrkResult(**json.loads(line.removeprefix("WRKJSON ")))
+    raise RuntimeError(f"wrk printed no report (exit {proc.returncode}): {(err or out).strip()[-500:]}")
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def measure_once(settings: Settings, target: Target, upstream: Target, connections: int, run: int) -> RunResult:
+    """One wrk run with the target's CPU, steal and strangers read around it."""
+    before, (total0, steal0), t0 = snapshot(), machine_cpu(), time.monotonic()
+    wrk = run_wrk(settings, target, connections, settings.duration)
+    wall, (total1, steal1), after = time.monotonic() - t0, machine_cpu(), snapshot()
+    ours = {os.getpid()}  # wrk is our child: reaped, its CPU is in our cutime
+    for root in (target.root_pid, upstream.root_pid):
+        ours |= tree_pids(root, before) | tree_pids(root, after)
+    cpu_ticks = tree_ticks(target.root_pid, after) - tree_ticks(target.root_pid, before)
+    others, busiest = stranger_ticks(before, after, ours)
+    return RunResult(
+        label=target.label, connections=connections, run=run, rps=wrk.rps,
+        p50_us=wrk.p50_us, p99_us=wrk.p99_us,
+        cpu_us_per_request=cpu_ticks * 1e6 / CLK_TCK / wrk.requests if wrk.requests else None,
+        non_2xx=wrk.status, socket_errors=wrk.socket_errors,
+        steal_pct=100.0 * (steal1 - steal0) / max(1, total1 - total0),
+        others_pct_of_core=100.0 * others / CLK_TCK / wall, busiest_other=busiest,
+    )
+
+
+def disturbed(result: RunResult) -> bool:
+    """BENCH.md's rule for a run that cannot be trusted."""
+    return result.steal_pct > STEAL_LIMIT_PCT or result.others_pct_of_core > OTHERS_LIMIT_PCT
+
+
+def measure(settings: Settings, target: Target, upstream: Target, connections: int, run: int) -> RunResult:
+    """Measure; rerun once when disturbed, keep the rerun, and mark it."""
+    try:
+        result = measure_once(settings, target, upstream, connections, run)
+        if disturbed(result):
+            first = asdict(result)
+            result = measure_once(settings, target, upstream, connections, run)
+            result.rerun, result.noisy, result.first_attempt = True, disturbed(result), first
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        result = RunResult(target.label, connections, run, 0.0, 0.0, 0.0, None, 0, 0, 0.0, 0.0,
+                           failed=str(exc))
+    print(progress_line(result, settings.runs), flush=True)
+    return result
+
+
+def progress_line(r: RunResult, runs: int) -> str:
+    """One line per run so a long round shows that it is alive and how clean it is."""
+    head = f"  run {r.run + 1}/{runs} c{r.connections:<4} {r.label:<28}"
+    if r.failed:
+        return f"{head} FAILED: {r.failed}"
+    cpu = f"{r.cpu_us_per_request:6.1f}" if r.cpu_us_per_request is not None else "     ?"
+    flags = ""
+    if r.first_attempt:
+        first = r.first_attempt
+        flags += (f" RERUN (1st: steal {first['steal_pct']:.1f}%, others {first['others_pct_of_core']:.1f}%"
+                  f"{', busiest ' + first['busiest_other'] if first['busiest_other'] else ''})")
+    flags += " NOISY" if r.noisy else ""
+    flags += f" non-2xx={r.non_2xx}" if r.non_2xx else ""
+    flags += f" sock-err={r.socket_errors}" if r.socket_errors else ""
+    return (f"{head} {r.rps:9.0f} rps  p50 {r.p50_us / 1000:7.3f} ms  p99 {r.p99_us / 1000:7.3f} ms"
+            f"  cpu {cpu} us/req  steal {r.steal_pct:4.1f}%  others {r.others_pct_of_core:5.1f}%{flags}")
+
+
+def rotated(items: list[T], by: int) -> list[T]:
+    """Start each run with a different target so no target always follows the same one."""
+    k = by % len(items)
+    return items[k:] + items[:k]
+
+
+def run_round(settings: Settings, targets: list[Target], upstream: Target) -> list[RunResult]:
+    """ONE round: for each run and connection count, every target in turn."""
+    results = []
+    for run in range(settings.runs):
+        for connections in settings.connections:
+            for target in rotated(targets, run):
+                if alive(target):
+                    results.append(measure(settings, target, upstream, connections, run))
+                elif "process died" not in target.problems:
+                    target.problems.append("process died")
+                    print(f"  {target.label}: process died, skipping its remaining runs")
+    return results
+
+
+def alive(target: Target) -> bool:
+    """Has the target's root process not exited (zombies count as dead)?"""
+    try:
+        return Path(f"/proc/{target.root_pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def warm_up(settings: Settings, targets: list[Target]) -> None:
+    """Unmeasured load first, so pools are full and lazy imports are done."""
+    if settings.warmup <= 0:
+        return
+    connections = max(settings.connections)
+    for target in targets:
+        try:
+            run_wrk(settings, target, connections, settings.warmup)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            print(f"  warm-up of {target.label} failed: {exc}")
+
+
+# --------------------------------------------------------------------------- summary
+
+
+@dataclass
+class Row:
+    """Medians over the runs of one target at one connection count."""
+
+    label: str
+    connections: int
+    rps: float | None
+    p50_us: float | None
+    p99_us: float | None
+    ratio: float | None
+    cpu_us: float | None
+    non_2xx: int
+    socket_errors: int
+    marks: list[str]
+
+
+def median(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def summarise(targets: list[Target], results: list[RunResult], connections: list[int]) -> list[Row]:
+    """Medians per (target, connections); the ratio is the median of same-run ratios."""
+    reference = {(r.run, r.connections): r.rps for r in results
+                 if r.label == NGINX_LABEL and not r.failed and r.rps > 0}
+    rows = []
+    for c in connections:
+        for target in targets:
+            runs = [r for r in results if r.label == target.label and r.connections == c]
+            ok = [r for r in runs if not r.failed]
+            ratios = [r.rps / reference[(r.run, c)] for r in ok if (r.run, c) in reference]
+            rows.append(Row(
+                target.label, c,
+                median(r.rps for r in ok), median(r.p50_us for r in ok), median(r.p99_us for r in ok),
+                median(ratios), median(r.cpu_us_per_request for r in ok),
+                sum(r.non_2xx for r in runs), sum(r.socket_errors for r in runs),
+                row_marks(target, runs),
+            ))
+    return rows
+
+
+def row_marks(target: Target, runs: list[RunResult]) -> list[str]:
+    """r = a run was rerun; ! = still disturbed after its rerun; BAD = errors or wrong answers."""
+    marks = []
+    if any(r.rerun for r in runs):
+        marks.append("r")
+    if any(r.noisy for r in runs):
+        marks.append("!")
+    bad = list(target.problems)
+    bad += [f"run failed: {r.failed}" for r in runs if r.failed]
+    if any(r.non_2xx for r in runs):
+        bad.append("non-2xx responses")
+    if any(r.socket_errors for r in runs):
+        bad.append("socket errors")
+    if not runs:
+        bad.append("not measured")
+    if bad:
+        marks.append("BAD (" + "; ".join(dict.fromkeys(bad)) + ")")
+    return marks
+
+
+COLUMNS = ["target", "conns", "RPS", "p50 ms", "p99 ms", "× nginx", "CPU µs/req", "non-2xx", "sock err", "marks"]
+
+
+def row_cells(row: Row) -> list[str]:
+    """Formatted cells; p99 at one connection is bracketed (mostly VM jitter, BENCH.md)."""
+    def num(v: float | None, fmt: str) -> str:
+        return "—" if v is None else format(v, fmt)
+
+    p99 = num(None if row.p99_us is None else row.p99_us / 1000, ".3f")
+    return [row.label, str(row.connections), num(row.rps, ",.0f"),
+            num(None if row.p50_us is None else row.p50_us / 1000, ".3f"),
+            f"({p99})" if row.connections == 1 and row.p99_us is not None else p99,
+            num(row.ratio, ".2f"), num(row.cpu_us, ".1f"), str(row.non_2xx), str(row.socket_errors),
+            " ".join(row.marks)]
+
+
+def text_table(rows: list[Row]) -> str:
+    """Aligned plain-text table for the terminal."""
+    cells = [COLUMNS] + [row_cells(r) for r in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+    lines = []
+    for n, line in enumerate(cells):
+        lines.append("  ".join(c.ljust(w) if i in (0, 9) else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(line, widths))).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[Row]) -> str:
+    """GitHub Markdown table for docs/performance.md."""
+    align = ["---"] + ["---:"] * 8 + ["---"]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row_cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+LEGEND = ("Marks: `r` a run was disturbed (steal > 5 % of the machine or other processes > 20 % "
+          "of a core) and was rerun once; `!` the rerun was disturbed too; `BAD` errors or a wrong "
+          "answer, do not trust the row. p99 at 1 connection is bracketed: it is mostly VM jitter.")
+
+
+# --------------------------------------------------------------------------- recording
+
+
+def machine_description() -> str:
+    """nproc, CPU model, kernel and OS: the context that makes a figure comparable."""
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    debian = Path("/etc/debian_version")
+    os_name = f"Debian {debian.read_text().strip()}" if debian.exists() else platform.platform()
+    return f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, {os_name}"
+
+
+def versions(nginx: str | None, wrk: str) -> str:
+    """Tool and library versions; aiohttp's is read from metadata (no import needed)."""
+    parts = [tool_version([nginx, "-v"]) if nginx else "nginx: none (aiohttp fallback upstream)",
+             tool_version([wrk, "-v"]).split(" Copyright")[0], f"Python {platform.python_version()}"]
+    for dist in ("aiohttp", "uvloop"):
+        try:
+            parts.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return ", ".join(parts)
+
+
+def git_revision() -> str:
+    """Commit under test (+dirty), because the doc outlives the working tree."""
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return "no commit yet"
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"], capture_output=True, text=True)
+    return head.stdout.strip() + (" (uncommitted changes)" if dirty.stdout.strip() else "")
+
+
+def command_line() -> str:
+    """The exact command, with paths relative to the repository root when they are inside it."""
+    def rel(path: str) -> str:
+        try:
+            return str(Path(path).absolute().relative_to(REPO))
+        except ValueError:
+            return path
+
+    return shlex.join([rel(sys.executable), rel(sys.argv[0]), *sys.argv[1:]])
+
+
+def generated_section(rows: list[Row], results: list[RunResult], settings: Settings, context: dict[str, str]) -> str:
+    """The block between the markers; everything else in the doc is hand-written."""
+    reruns = sum(r.rerun for r in results)
+    noisy = sum(r.noisy for r in results)
+    steal = median(r.steal_pct for r in results if not r.failed)
+    return "\n".join([
+        DOC_BEGIN,
+        "<!-- generated by bench/run.py: edits between these markers are overwritten -->",
+        "",
+        f"### Latest run: {context['date']}",
+        "",
+        f"- Command: `{context['command']}`",
+        f"- Machine: {context['machine']}",
+        f"- Tools: {context['versions']}",
+        f"- Code: {context['revision']}",
+        f"- Method: `wrk -t1 -d{settings.duration}s`, connections {','.join(map(str, settings.connections))}, "
+        f"median of {settings.runs} run(s), targets alternating in one round; upstream: {context['upstream']}",
+        f"- Contention: median steal {0.0 if steal is None else steal:.1f} %, "
+        f"{reruns} of {len(results)} runs rerun, {noisy} still disturbed after rerun",
+        *([f"- Note: {n}" for n in context.get("notes", [])]),
+        "",
+        markdown_table(rows),
+        "",
+        LEGEND,
+        DOC_END,
+    ])
+
+
+def record(section: str) -> None:
+    """Replace the generated section of docs/performance.md, or append one."""
+    text = DOC.read_text() if DOC.exists() else "# Performance\n"
+    start, end = text.find(DOC_BEGIN), text.find(DOC_END)
+    if start != -1 and end > start:
+        text = text[:start] + section + text[end + len(DOC_END):]
+    else:
+        text = text.rstrip("\n") + "\n\n## Latest results\n\n" + section + "\n"
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text)
+    print(f"recorded in {DOC.relative_to(REPO)}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def start_targets(procs: Processes, args: argparse.Namespace, nginx: str | None, body: bytes,
+                  scenarios: list[Scenario], notes: list[str]) -> tuple[Target, list[Target], list[str]]:
+    """Upstream, nginx reference, naive proxy and gateways, each checked for the right answer."""
+    upstream = start_upstream(procs, nginx, body)
+    print(f"  upstream on {upstream.address}")
+    targets = [upstream]
+    if nginx is not None:
+        proc, address = start_nginx(procs, nginx, "nginx-proxy", args.nginx_workers,
+                                    lambda p: proxy_block(p, upstream.address))
+        targets.append(Target(NGINX_LABEL, address, proc.pid))
+        print(f"  nginx proxy_pass on {address}")
+    else:
+        notes.append("no nginx: no reference row, ratios are blank")
+    if args.naive:
+        try:
+            proc, address = start_python_server(procs, "naive-proxy", "naive_proxy.py",
+                                                ["--upstream", upstream.address])
+            targets.append(Target(NAIVE_LABEL, address, proc.pid))
+            print(f"  naive aiohttp proxy on {address}")
+        except StartError as exc:
+            print(f"FAILED to start the naive proxy: {exc}\n{exc.stderr.rstrip()}")
+    gateways, failed = start_gateways(procs, args.gateway, scenarios, upstream.address, args.nginx_workers)
+    targets += gateways
+    for target in targets:
+        if (problem := body_problem(target, body)) is not None:
+            target.problems.append(problem)
+            print(f"WARNING: {target.label}: {problem}")
+    return upstream, targets, failed
+
+
+def run_benchmark(args: argparse.Namespace, wrk: str, scenarios: list[Scenario], procs: Processes) -> int:
+    """Start everything, run one round, print, record. Exit 1 if anything was bad."""
+    lua = procs.workdir / "report.lua"
+    lua.write_text(LUA_REPORT)
+    settings = Settings(wrk, args.duration, args.connections, args.runs, args.warmup, lua)
+    notes: list[str] = []
+    nginx = find_tool("nginx", install=True)
+    body = json_body()
+    print("starting targets ...", flush=True)
+    upstream, targets, failed = start_targets(procs, args, nginx, body, scenarios, notes)
+    notes += [f"gateway scenario {name} failed to start (not measured)" for name in failed]
+    total_s = len(targets) * len(settings.connections) * (settings.runs * settings.duration + 1)
+    print(f"measuring {len(targets)} targets x c{args.connections} x {settings.runs} run(s) "
+          f"of {settings.duration}s (about {total_s // 60 + 1} min) ...", flush=True)
+    warm_up(settings, targets)
+    results = run_round(settings, targets, upstream)
+    rows = summarise(targets, results, settings.connections)
+    print()
+    print(text_table(rows))
+    print(LEGEND)
+    for note in notes:
+        print(f"note: {note}")
+    context = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command_line(), "machine": machine_description(), "versions": versions(nginx, wrk),
+        "revision": git_revision(), "notes": notes,
+        "upstream": f"nginx `return 200` {BODY_SIZE}-byte JSON" if nginx else "aiohttp fallback (not nginx)",
+    }
+    if args.json:
+        args.json.write_text(json.dumps({"context": context, "runs": [asdict(r) for r in results],
+                                         "rows": [asdict(r) for r in rows]}, indent=2))
+    if args.record:
+        record(generated_section(rows, results, settings, context))
+    else:
+        print("not recorded (--quick or --no-record; pass --record to force)")
+    return 1 if failed or any(m.startswith("BAD") for r in rows for m in r.marks) else 0
+
+
+def exit_on_signal(signum: int, _frame: object) -> None:
+    """SIGTERM/SIGHUP become SystemExit so the finally: below still stops everything."""
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, exit_on_signal)
+    workdir = None
+    procs = None
+    try:
+        wrk = require_wrk()
+        scenarios = load_scenarios(args.scenario)
+        raise_fd_limit()
+        workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+        workdir.chmod(0o755)  # nginx workers (user nobody) must traverse it
+        procs = Processes(workdir)
+        return run_benchmark(args, wrk, scenarios, procs)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except StartError as exc:
+        print(f"error: {exc}\n{exc.stderr}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping everything", file=sys.stderr)
+        return 130
+    finally:
+        if procs is not None:
+            procs.stop_all()
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Typed, frozen models of the whole configuration file.
+
+Only sections whose behaviour exists are accepted: a key the gateway would ignore is
+an error, because an operator who writes ``retries: 3`` and gets none is worse off
+than one who is told the key is unknown. Later stages add their own section models
+next to this file and a field here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from gateway.config.types import Cidr, Duration, HostPort, Size
+from gateway.path import PathError, normalise_path
+
+__all__ = [
+    "Model",
+    "ServerConfig",
+    "AdminConfig",
+    "TargetConfig",
+    "TimeoutsConfig",
+    "UpstreamConfig",
+    "MatchConfig",
+    "RouteConfig",
+    "GatewayConfig",
+]
+
+_TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Model(BaseModel):
+    """Base of every config model: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=False)
+
+
+def _as_list(value: Any) -> Any:
+    """Let a single value stand where a list is expected (``listen: 127.0.0.1:8080``)."""
+    return [value] if isinstance(value, (str, dict)) else value
+
+
+def _empty_to_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+class ServerConfig(Model):
+    listen: Annotated[tuple[HostPort, ...], BeforeValidator(_as_list)] = Field(
+        default=(("127.0.0.1", 8080),), min_length=1
+    )
+    trusted_proxies: tuple[Cidr, ...] = ()
+    max_body_size: Size = 10 * 1024 * 1024
+    max_header_size: Size = 16 * 1024
+    shutdown_timeout: Duration = 15.0
+    access_log: str = "stdout"
+    """``stdout``, ``stderr``, ``off``, or a file path; JSON lines."""
+
+    @field_validator("max_header_size")
+    @classmethod
+    def _header_floor(cls, value: int) -> int:
+        if value < 1024:
+            raise PydanticCustomError("size", "expected at least 1KiB, got {value} bytes", {"value": value})
+        return value
+
+    @field_validator("access_log", mode="before")
+    @classmethod
+    def _access_log(cls, value: Any) -> Any:
+        # YAML reads a bare `off` as the boolean false.
+        return "off" if value is False or value is None else value
+
+
+class AdminConfig(Model):
+    listen: HostPort = ("127.0.0.1", 9901)
+    token: Annotated[str | None, BeforeValidator(_empty_to_none)] = None
+    """When set, every admin endpoint but /healthz needs ``Authorization: Bearer <token>``."""
+
+
+class TargetConfig(Model):
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from yarl import URL
+
+        try:
+            url = URL(value)
+        except (ValueError, TypeError):
+            url = None
+        if (
+            url is None
+            or url.scheme not in ("http", "https")
+            or not url.host
+            or url.query_string
+            or url.fragment
+            or url.user
+        ):
+            raise PydanticCustomError(
+                "url", "expected an http(s) URL like http://127.0.0.1:8001, got {value}", {"value": repr(value)}
+            )
+        return value.rstrip("/")
+
+
+def _target_shorthand(value: Any) -> Any:
+    """``targets: [http://a:1, http://b:2]`` is accepted as well as ``- url: ...``."""
+    if isinstance(value, list):
+        return [{"url": item} if isinstance(item, str) else item for item in value]
+    return value
+
+
+class TimeoutsConfig(Model):
+    connect: Duration = 2.0
+    """Establishing a TCP connection to a target; exceeded -> 502."""
+    response: Duration = 30.0
+    """Silence while waiting for the response head or the next body bytes; exceeded -> 504."""
+
+
+class UpstreamConfig(Model):
+    targets: Annotated[tuple[TargetConfig, ...], BeforeValidator(_target_shorthand)] = Field(
+        min_length=1
+    )
+    host_header: Literal["preserve", "upstream"] = "preserve"
+    timeouts: TimeoutsConfig = TimeoutsConfig()
+    max_connections: int = Field(default=100, ge=1, le=100_000)
+    """Keep-alive pool bound per target."""
+
+
+class MatchConfig(Model):
+    path: str
+    methods: tuple[str, ...] | None = None
+    host: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or "?" in value or "#" in value:
+            raise PydanticCustomError(
+                "path", "expected an absolute path like /api/menu-items, got {value}", {"value": repr(value)}
+            )
+        try:
+            normal = normalise_path(value)
+        except PathError as exc:
+            raise PydanticCustomError("path", "{reason}: {value}", {"reason": str(exc), "value": repr(value)}) from None
+        # Prefixes are segment-aware, so a trailing slash carries no meaning.
+        return normal.rstrip("/") or "/"
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _methods(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            raise PydanticCustomError("methods", "expected a non-empty list of HTTP methods, got {value}", {"value": repr(value)})
+        out: list[str] = []
+        for method in value:
+            if not isinstance(method, str) or not _TOKEN_RE.match(method):
+                raise PydanticCustomError("methods", "expected an HTTP method like GET, got {value}", {"value": repr(method)})
+            upper = method.upper()
+            if upper not in out:
+                out.append(upper)
+        return out
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host = value.strip().lower()
+        if not host or "/" in host or " " in host:
+            raise PydanticCustomError("host", "expected a host name like api.example.com, got {value}", {"value": repr(value)})
+        return host
+
+
+class RouteConfig(Model):
+    name: str
+    match: MatchConfig
+    upstream: str
+    strip_prefix: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise PydanticCustomError(
+                "name",
+                "expected a name of letters, digits, '_', '.', '-' (at most 64), got {value}",
+                {"value": repr(value)},
+            )
+        return value
+
+
+class GatewayConfig(Model):
+    server: ServerConfig = ServerConfig()
+    admin: AdminConfig = AdminConfig()
+    upstreams: dict[str, UpstreamConfig] = Field(min_length=1)
+    routes: tuple[RouteConfig, ...] = Field(min_length=1)

@@ -1,0 +1,123 @@
+"""The edge handler: what applies to every request before and after its route's chain.
+
+accept -> request id -> header limits -> normalise path -> client IP -> route
+       -> [the route's chain] -> error rendering, metrics, access log
+
+This is the only app-wide code on the request path (DESIGN: request id, error
+rendering, metrics); everything route-specific lives in the route's compiled chain.
+It reads the current :class:`~gateway.runtime.Runtime` once per request, so a reload
+never changes the rules under a request already in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+
+from aiohttp import web
+
+from gateway.access_log import AccessLog
+from gateway.exchange import EXCHANGE, Exchange
+from gateway.metrics import Metrics
+from gateway.path import PathError, normalise_path
+from gateway.problem import Problem, problem_response
+from gateway.runtime import Runtime
+
+__all__ = ["EdgeHandler"]
+
+log = logging.getLogger("gateway.edge")
+
+# A client-supplied request id is kept only if it is short and boring: it is echoed in
+# logs and headers, so it must not smuggle separators, spaces or control characters.
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+def _new_request_id() -> str:
+    return os.urandom(16).hex()
+
+
+class EdgeHandler:
+    def __init__(self, runtime: Runtime, *, metrics: Metrics, access_log: AccessLog) -> None:
+        self.runtime = runtime
+        self.metrics = metrics
+        self.access_log = access_log
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        started = time.perf_counter()
+        runtime = self.runtime
+        headers = request.headers
+        request_id = headers.get("X-Request-ID")
+        if request_id is None or _SANE_REQUEST_ID.fullmatch(request_id) is None:
+            request_id = _new_request_id()
+        ex = Exchange(request_id=request_id, started=started)
+        request[EXCHANGE] = ex
+        ex.client_ip, ex.forwarded_for, ex.trusted_peer = runtime.resolver.resolve(request.remote, headers)
+        try:
+            response = await self._dispatch(request, ex, runtime)
+        except Problem as problem:
+            response = problem.response()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unhandled error on %s %s (request id %s)", request.method, ex.path or "?", request_id)
+            response = problem_response(500, "the gateway failed to handle this request")
+        if not response.prepared:
+            response.headers["X-Request-ID"] = request_id
+            for name, value in ex.extra_response_headers:
+                response.headers[name] = value
+        elapsed = time.perf_counter() - started
+        route_name = ex.route.name if ex.route is not None else "none"
+        self.metrics.observe_request(route_name, request.method, response.status, elapsed)
+        if self.access_log.enabled:
+            self.access_log.write(
+                {
+                    "request_id": request_id,
+                    "client_ip": ex.client_ip,
+                    "method": request.method,
+                    "path": ex.path or request.raw_path.partition("?")[0][:512],
+                    "route": route_name,
+                    "status": response.status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "upstream": ex.target,
+                }
+            )
+        return response
+
+    async def _dispatch(self, request: web.BaseRequest, ex: Exchange, runtime: Runtime) -> web.StreamResponse:
+        headers = request.headers
+        size = 0
+        for name, value in request.raw_headers:
+            size += len(name) + len(value) + 4
+        if size > runtime.max_header_size:
+            raise Problem(431, f"request headers exceed {runtime.max_header_size} bytes")
+        hosts = headers.getall("Host", ())
+        if len(hosts) > 1:
+            raise Problem(400, "more than one Host header")
+        if not hosts and request.version >= (1, 1):
+            raise Problem(400, "HTTP/1.1 request without a Host header")
+        length = request.content_length
+        if length is not None and length > runtime.max_body_size:
+            raise Problem(413, f"request body exceeds {runtime.max_body_size} bytes")
+
+        raw = request.raw_path
+        path, mark, query = raw.partition("?")
+        if "#" in raw:
+            raise Problem(400, "fragment in request target")
+        try:
+            ex.path = normalise_path(path)
+        except PathError as exc:
+            raise Problem(400, str(exc)) from None
+        ex.query = mark + query
+
+        match = runtime.router.match(request.method, hosts[0] if hosts else None, ex.path)
+        route = match.route
+        if route is None:
+            if match.allow:
+                raise Problem(405, f"{request.method} is not allowed here", headers={"Allow": ", ".join(match.allow)})
+            raise Problem(404, "no route matches this request")
+        ex.route = route
+        assert route.handler is not None
+        return await route.handler(request)

@@ -1,0 +1,72 @@
+"""aiohttp's low-level server, with the gateway's rules for what it refuses.
+
+The gateway uses ``web.Server`` (no ``Application``, no URL dispatcher): routing is
+its own, and skipping aiohttp's router and middleware machinery is measurably cheaper
+per request. Two things are adjusted:
+
+- requests the HTTP parser refuses (ambiguous framing, bad bytes, oversized fields)
+  are answered as ``application/problem+json`` like every other gateway error, and
+  logged without a traceback, because they are the client's fault, not ours;
+- the parser's per-field limits follow ``server.max_header_size``.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import aiohttp.http_parser
+import aiohttp.web_protocol
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from gateway.problem import problem_response
+
+__all__ = ["EdgeServer", "require_c_parser", "ParserUnavailable"]
+
+log = logging.getLogger("gateway.http")
+
+
+class ParserUnavailable(RuntimeError):
+    """aiohttp's C HTTP parser is not in use (AIOHTTP_NO_EXTENSIONS, or a build without it)."""
+
+
+def require_c_parser() -> None:
+    """Refuse to serve with the pure-Python parser: it is slower and has historically
+    been more lenient with ambiguous framing than llhttp."""
+    c_parser = getattr(aiohttp.http_parser, "HttpRequestParserC", None)
+    in_use = getattr(aiohttp.web_protocol, "HttpRequestParser", None)
+    if c_parser is None or in_use is not c_parser:
+        raise ParserUnavailable(
+            "aiohttp's C HTTP parser is not in use (is AIOHTTP_NO_EXTENSIONS set, or aiohttp "
+            "installed without its compiled extensions?); refusing to start"
+        )
+
+
+class _EdgeRequestHandler(RequestHandler):
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            log.error("error handling request from %s", request.remote, exc_info=exc)
+        else:
+            log.info("refused request from %s: %s %s", request.remote, status, message or exc)
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; closing the connection")
+        detail = "malformed HTTP request" if status == 400 else HTTPStatus(status).description
+        response = problem_response(status, detail)
+        response.force_close()
+        return response
+
+
+class EdgeServer(web.Server):
+    """``web.Server`` whose connections use :class:`_EdgeRequestHandler`."""
+
+    def __call__(self) -> RequestHandler:
+        kwargs: dict[str, Any] = self._kwargs
+        return _EdgeRequestHandler(self, loop=self._loop, **kwargs)

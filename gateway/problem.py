@@ -1,0 +1,52 @@
+"""Errors the gateway answers itself, as ``application/problem+json`` (RFC 9457).
+
+Stages raise :class:`Problem`; the edge handler renders it. A problem never reaches a
+backend and never carries a traceback: ``detail`` is written for the caller.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from http import HTTPStatus
+
+from aiohttp import web
+
+__all__ = ["Problem", "problem_response", "PROBLEM_CONTENT_TYPE"]
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+def problem_response(
+    status: int, detail: str, *, headers: Mapping[str, str] | None = None, title: str | None = None
+) -> web.Response:
+    phrase = title or HTTPStatus(status).phrase
+    body = {
+        "type": f"https://httpstatuses.io/{status}",
+        "title": phrase,
+        "status": status,
+        "detail": detail,
+    }
+    response = web.Response(
+        status=status,
+        body=json.dumps(body).encode(),
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
+    )
+    return response
+
+
+class Problem(Exception):
+    """Raised by any stage to answer the client with a problem document."""
+
+    def __init__(
+        self, status: int, detail: str, *, headers: Mapping[str, str] | None = None, title: str | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+        self.title = title
+
+    def response(self) -> web.Response:
+        return problem_response(self.status, self.detail, headers=self.headers, title=self.title)

@@ -1,0 +1,150 @@
+"""Running the gateway process: listeners, signals, reload and drain.
+
+- SIGTERM / SIGINT: stop accepting, let in-flight requests finish for up to
+  ``server.shutdown_timeout``, close upstream pools, exit 0.
+- SIGHUP: re-read the file; a config that fails validation is logged and counted and
+  the running one stays; a valid one is compiled into a new runtime and swapped in
+  with one assignment. Requests in flight finish under the runtime they started with;
+  the old runtime's pools are closed once they have had ``shutdown_timeout`` to drain.
+  Listener addresses and the admin listener are fixed for the life of the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.access_log import AccessLog
+from gateway.admin import build_admin_app
+from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.edge import EdgeHandler
+from gateway.http_server import EdgeServer
+from gateway.metrics import Metrics
+from gateway.runtime import Runtime
+
+__all__ = ["serve", "bind_socket"]
+
+log = logging.getLogger("gateway.server")
+
+_BACKLOG = 1024
+
+
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening socket; ``::`` is dual-stack (IPv4 peers appear as ::ffff:a.b.c.d)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            # asyncio would set V6ONLY; "[::]:8080" is documented as dual-stack.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if host == "::" else 1)
+        sock.bind(address)
+        sock.listen(_BACKLOG)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class GatewayProcess:
+    def __init__(self, config_path: Path, config: GatewayConfig) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.metrics = Metrics()
+        self.access_log = AccessLog(target=config.server.access_log)
+        self.runtime = Runtime(config, metrics=self.metrics)
+        self.edge = EdgeHandler(self.runtime, metrics=self.metrics, access_log=self.access_log)
+        header_limit = config.server.max_header_size
+        self.http = EdgeServer(
+            self.edge,
+            max_line_size=max(8190, header_limit),
+            max_field_size=header_limit,
+            max_headers=256,
+            access_log=None,
+            keepalive_timeout=75.0,
+        )
+        self._servers: list[asyncio.AbstractServer] = []
+        self._admin_runner: web.AppRunner | None = None
+        self._stop = asyncio.Event()
+        self._old_runtimes: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self.runtime.start()
+        self.access_log.start()
+        for host, port in self.config.server.listen:
+            sock = bind_socket(host, port)
+            self._servers.append(await loop.create_server(self.http, sock=sock))
+            log.info("serving on %s:%s", host, port)
+        admin = build_admin_app(metrics=self.metrics, token=self.config.admin.token)
+        self._admin_runner = web.AppRunner(admin, access_log=None, handle_signals=False)
+        await self._admin_runner.setup()
+        host, port = self.config.admin.listen
+        await web.SockSite(self._admin_runner, bind_socket(host, port)).start()
+        log.info("admin on %s:%s", host, port)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+
+    async def reload(self) -> None:
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            self.metrics.config_reloads_total.labels("failure").inc()
+            log.error("reload refused, the running configuration stays:\n%s", exc)
+            return
+        if config.server.listen != self.config.server.listen or config.admin != self.config.admin:
+            log.warning("reload: listener and admin changes take effect only after a restart")
+        runtime = Runtime(config, metrics=self.metrics)
+        await runtime.start()
+        old, self.runtime = self.runtime, runtime
+        self.config = config
+        self.edge.runtime = runtime
+        self.metrics.config_reloads_total.labels("success").inc()
+        log.info("configuration reloaded from %s", self.config_path)
+        task = asyncio.get_running_loop().create_task(self._retire(old))
+        self._old_runtimes.add(task)
+        task.add_done_callback(self._old_runtimes.discard)
+
+    async def _retire(self, runtime: Runtime) -> None:
+        await asyncio.sleep(self.config.server.shutdown_timeout)
+        await runtime.close()
+
+    async def run_until_stopped(self) -> None:
+        await self._stop.wait()
+        log.info("stopping: draining in-flight requests for up to %ss", self.config.server.shutdown_timeout)
+        for server in self._servers:
+            server.close()
+        await self.http.shutdown(self.config.server.shutdown_timeout)
+        for task in list(self._old_runtimes):
+            task.cancel()
+        await self.runtime.close()
+        if self._admin_runner is not None:
+            await self._admin_runner.cleanup()
+        await self.access_log.close()
+        log.info("stopped")
+
+
+async def _main(config_path: Path, config: GatewayConfig) -> None:
+    process = GatewayProcess(config_path, config)
+    await process.start()
+    await process.run_until_stopped()
+
+
+def serve(config_path: Path, config: GatewayConfig) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        asyncio.run(_main(config_path, config))
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_main(config_path, config))

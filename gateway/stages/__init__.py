@@ -1,0 +1,19 @@
+"""The registry of per-route stages, in the order every request meets them.
+
+The full pipeline (SPEC §1) is::
+
+    accept -> normalise path -> route -> client IP        (the edge handler)
+           -> firewall -> authenticate -> throttle -> cache (per-route stages, here)
+           -> balance + forward                           (the route's forwarder)
+
+Each capability adds its factory here, at its place in the order; a route's chain is
+built from this dict, never from an if-chain.
+"""
+
+from __future__ import annotations
+
+from gateway.pipeline import StageFactory
+
+__all__ = ["STAGES"]
+
+STAGES: dict[str, StageFactory] = {}
