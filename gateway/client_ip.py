@@ -73,6 +73,12 @@ class ClientIPResolver:
         return False
 
     def resolve(self, peer: str | None, headers: CIMultiDictProxy[str]) -> Resolution:
+        if not self._trusts_any and peer:
+            # The kernel reports peers in canonical text already; only the IPv4-mapped
+            # form needs folding. No parsing on the common path.
+            if peer.startswith("::ffff:") and "." in peer:
+                peer = peer[7:]
+            return Resolution(peer, peer, False)
         peer_address = canonical_ip(peer) if peer else None
         if peer_address is None:
             # A unix socket or something unparseable: it is still one caller.

@@ -7,17 +7,27 @@ request first in every spelling a backend might fold together: WSGI/CGI turns bo
 ``X-User-Id`` and ``X_User.Id`` into ``HTTP_X_USER_ID``, so a client sending the
 second must not be able to pose as the first.
 
+The filter works on the raw header bytes the HTTP parser saw, so what is forwarded
+is byte-for-byte what the client sent, with no decode/encode round trip.
+
 Response side: hop-by-hop headers are dropped; everything else passes as the upstream
 sent it (including ``Content-Encoding``: the gateway never decompresses).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 
-__all__ = ["HOP_BY_HOP", "canonical_name", "connection_tokens", "RequestHeaderFilter", "response_headers"]
+__all__ = [
+    "HOP_BY_HOP",
+    "GATEWAY_SET",
+    "canonical_name",
+    "connection_tokens",
+    "RequestHeaderFilter",
+    "response_headers",
+]
 
 HOP_BY_HOP = frozenset(
     {
@@ -34,7 +44,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-# Set by the gateway itself; a client's copy is never forwarded.
+# Set (or deliberately decided) by the gateway itself; a client's copy is never forwarded.
 GATEWAY_SET = frozenset(
     {
         "x-forwarded-for",
@@ -42,15 +52,20 @@ GATEWAY_SET = frozenset(
         "x-forwarded-host",
         "x-forwarded-port",
         "x-forwarded-prefix",
+        "x-forwarded-server",
         "x-real-ip",
+        "x-client-ip",
         "forwarded",
         "x-request-id",
+        # Host and Content-Length are set by the forwarder from what it decided.
+        "host",
+        "content-length",
         # Expect is answered by the gateway (100-continue) and never forwarded.
         "expect",
     }
 )
 
-_CACHE_LIMIT = 2048
+_CACHE_LIMIT = 4096
 
 
 def canonical_name(name: str) -> str:
@@ -58,11 +73,11 @@ def canonical_name(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-def connection_tokens(headers: CIMultiDictProxy[str]) -> frozenset[str]:
-    values = headers.getall("Connection", ())
-    if not values:
-        return frozenset()
-    return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
+def connection_tokens(values: Iterable[str]) -> frozenset[bytes]:
+    """Header names listed in ``Connection`` values, lower-cased."""
+    return frozenset(
+        t.strip().lower().encode("latin-1") for v in values for t in v.split(",") if t.strip()
+    )
 
 
 class RequestHeaderFilter:
@@ -76,47 +91,54 @@ class RequestHeaderFilter:
 
     def __init__(self, *, identity_headers: Iterable[str] = ()) -> None:
         self._strip = frozenset(GATEWAY_SET | {canonical_name(h) for h in identity_headers})
-        self._verdicts: dict[str, bool] = {}
+        self._verdicts: dict[bytes, bool] = {}
 
-    def _decide(self, name: str) -> bool:
-        lower = name.lower()
-        keep = not (
-            lower in HOP_BY_HOP
-            or lower.startswith("proxy-")
-            or lower == "host"
-            or lower == "content-length"
-            or canonical_name(name) in self._strip
-        )
+    def _decide(self, name: bytes) -> bool:
+        text = name.decode("latin-1")
+        lower = text.lower()
+        keep = not (lower in HOP_BY_HOP or lower.startswith("proxy-") or canonical_name(text) in self._strip)
         if len(self._verdicts) >= _CACHE_LIMIT:
             self._verdicts.clear()
         self._verdicts[name] = keep
         return keep
 
-    def forwardable(self, headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-        """The client's headers that may be forwarded (Host and Content-Length excluded:
-        the forwarder sets those deliberately)."""
-        out: CIMultiDict[str] = CIMultiDict()
+    def keeps(self, name: str) -> bool:
+        """Whether a header of this name would be forwarded (for tests and docs)."""
+        return self._decide(name.encode("latin-1"))
+
+    def forward(
+        self,
+        raw_headers: Sequence[tuple[bytes, bytes]],
+        out: list[bytes],
+        named: frozenset[bytes] = frozenset(),
+    ) -> None:
+        """Append ``name: value\\r\\n`` lines of the forwardable client headers to ``out``.
+
+        ``named`` holds the header names the client's ``Connection`` header lists.
+        """
         verdicts = self._verdicts
-        named = connection_tokens(headers) if "Connection" in headers else None
-        for name, value in headers.items():
+        for name, value in raw_headers:
             keep = verdicts.get(name)
             if keep is None:
                 keep = self._decide(name)
-            if keep and (named is None or name.lower() not in named):
-                out.add(name, value)
-        return out
+            if keep and not (named and name.lower() in named):
+                out.append(name + b": " + value + b"\r\n")
 
 
-def response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    """The upstream's response headers minus hop-by-hop ones and Content-Length
-    (set again by the gateway from the body it actually sends)."""
+def response_headers(raw_headers: Sequence[tuple[bytes, bytes]]) -> CIMultiDict[str]:
+    """The upstream's response headers minus hop-by-hop ones, those its ``Connection``
+    names, and Content-Length (set again from the body actually sent)."""
     out: CIMultiDict[str] = CIMultiDict()
-    named = connection_tokens(headers) if "Connection" in headers else None
-    for name, value in headers.items():
+    connection: list[str] = []
+    for name, value in raw_headers:
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower == "content-length":
-            continue
-        if named is not None and lower in named:
-            continue
-        out.add(name, value)
+        if lower == b"connection":
+            connection.append(value.decode("latin-1"))
+        elif lower not in _HOP_BY_HOP_BYTES and lower != b"content-length":
+            out.add(name.decode("latin-1"), value.decode("utf-8", "replace"))
+    for token in connection_tokens(connection):
+        out.popall(token.decode("latin-1"), None)
     return out
+
+
+_HOP_BY_HOP_BYTES = frozenset(h.encode() for h in HOP_BY_HOP)

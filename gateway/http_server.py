@@ -13,7 +13,9 @@ per request. Two things are adjusted:
 from __future__ import annotations
 
 import logging
+import os
 from http import HTTPStatus
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp.http_parser
@@ -56,16 +58,28 @@ class _EdgeRequestHandler(RequestHandler):
             log.error("error handling request from %s", request.remote, exc_info=exc)
         else:
             log.info("refused request from %s: %s %s", request.remote, status, message or exc)
+        manager = self._manager
+        if isinstance(manager, EdgeServer) and manager.on_refused is not None:
+            manager.on_refused(status)
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; closing the connection")
         detail = "malformed HTTP request" if status == 400 else HTTPStatus(status).description
-        response = problem_response(status, detail)
+        # Every response carries a request id, even one for a request we could not parse.
+        response = problem_response(status, detail, headers={"X-Request-ID": os.urandom(16).hex()})
         response.force_close()
         return response
 
 
 class EdgeServer(web.Server):
-    """``web.Server`` whose connections use :class:`_EdgeRequestHandler`."""
+    """``web.Server`` whose connections use :class:`_EdgeRequestHandler`.
+
+    ``on_refused(status)`` is told of every request the parser refused, so that they
+    are counted like any other answer.
+    """
+
+    def __init__(self, handler: Any, *, on_refused: Callable[[int], None] | None = None, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.on_refused = on_refused
 
     def __call__(self) -> RequestHandler:
         kwargs: dict[str, Any] = self._kwargs

@@ -31,12 +31,6 @@ class CompiledRoute:
     """The route's compiled stage chain, filled in by the pipeline builder."""
     state: dict[str, Any] = field(default_factory=dict)
 
-    def upstream_path(self, path: str) -> str:
-        if not self.config.strip_prefix or self.prefix == "/":
-            return path
-        rest = path[len(self.prefix) :]
-        return rest if rest.startswith("/") else "/" + rest
-
 
 @dataclass(frozen=True, slots=True)
 class RouteMatch:

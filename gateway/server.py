@@ -66,6 +66,7 @@ class GatewayProcess:
         header_limit = config.server.max_header_size
         self.http = EdgeServer(
             self.edge,
+            on_refused=lambda status: self.metrics.observe_request("none", "OTHER", status, 0.0),
             max_line_size=max(8190, header_limit),
             max_field_size=header_limit,
             max_headers=256,

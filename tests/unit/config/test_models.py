@@ -1,0 +1,97 @@
+"""Config errors name their YAML path and say what was expected."""
+
+import json
+
+import pytest
+
+from gateway.config import ConfigError, json_schema, parse_config
+
+UPSTREAMS = {"menu": {"targets": ["http://127.0.0.1:8001"]}}
+ROUTE = {"name": "r", "match": {"path": "/api"}, "upstream": "menu"}
+
+
+def errors(data):
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    return [str(i) for i in info.value.issues]
+
+
+def test_minimal_config_gets_defaults():
+    config = parse_config({"upstreams": UPSTREAMS, "routes": [ROUTE]})
+    assert config.server.listen == (("127.0.0.1", 8080),)
+    assert config.server.max_body_size == 10 * 1024 * 1024
+    assert config.server.shutdown_timeout == 15
+    assert config.admin.listen == ("127.0.0.1", 9901)
+    assert config.upstreams["menu"].timeouts.connect == 2
+    assert config.routes[0].match.methods is None
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"server": {"max_body_size": "lots"}}, "server.max_body_size: expected a size like 10MiB, got 'lots'"),
+        ({"server": {"shutdown_timeout": "soon"}}, "server.shutdown_timeout: expected a duration like 30s, got 'soon'"),
+        ({"server": {"trusted_proxies": ["10.0.0.1/8"]}}, "server.trusted_proxies[0]: expected a CIDR without host bits"),
+        ({"server": {"listen": "8080"}}, "server.listen[0]: expected an address like 127.0.0.1:8080"),
+        ({"server": {"listne": "x"}}, "server.listne: unknown key (expected one of: listen,"),
+        ({"server": {"max_header_size": 10}}, "server.max_header_size: expected at least 1KiB"),
+        ({"surprise": 1}, "surprise: unknown key"),
+        ({"upstreams": {"menu": {"targets": []}}}, "upstreams.menu.targets: "),
+        ({"upstreams": {"menu": {"targets": ["ftp://x"]}}}, "upstreams.menu.targets[0].url: expected an http(s) URL"),
+        ({"upstreams": {"menu": {"targets": ["http://a:1"], "host_header": "keep"}}}, "upstreams.menu.host_header: input should be 'preserve' or 'upstream', got 'keep'"),
+        ({"upstreams": {"menu": {"targets": ["http://a:1"], "max_connections": 0}}}, "upstreams.menu.max_connections: input should be greater than or equal to 1, got 0"),
+        ({"upstreams": {"menu": {"targets": ["http://a:1"], "retries": 2}}}, "upstreams.menu.retries: unknown key"),
+        ({"routes": [{**ROUTE, "upstream": "nope"}]}, "routes[0].upstream: unknown upstream 'nope' (known: menu)"),
+        ({"routes": [ROUTE, {**ROUTE}]}, "routes[1].name: duplicate route name 'r' (also routes[0])"),
+        ({"routes": [{**ROUTE, "match": {"path": "api"}}]}, "routes[0].match.path: expected an absolute path"),
+        ({"routes": [{**ROUTE, "match": {"path": "/a/../../b"}}]}, "routes[0].match.path: path climbs above the root"),
+        ({"routes": [{**ROUTE, "match": {"path": "/a", "methods": ["GET", "BAD METHOD"]}}]}, "routes[0].match.methods: expected an HTTP method like GET"),
+        ({"routes": [{**ROUTE, "name": "has space"}]}, "routes[0].name: expected a name of letters"),
+        ({"routes": [{**ROUTE, "strip_prefx": True}]}, "routes[0].strip_prefx: unknown key (expected one of: name, match, upstream, strip_prefix"),
+        ({"routes": [{"match": {"path": "/"}, "upstream": "menu"}]}, "routes[0].name: required key is missing"),
+        ({"routes": []}, "routes: "),
+        ({"admin": {"listen": "127.0.0.1:8080"}}, "admin.listen: must differ from every server.listen address"),
+    ],
+)
+def test_errors_name_their_path(patch, expected):
+    data = {"upstreams": UPSTREAMS, "routes": [ROUTE], **patch}
+    found = errors(data)
+    assert any(e.startswith(expected) for e in found), found
+
+
+def test_every_error_is_reported_at_once():
+    data = {
+        "server": {"max_body_size": "x", "shutdown_timeout": "y"},
+        "upstreams": {"menu": {"targets": ["ftp://z"]}},
+        "routes": [{**ROUTE, "bogus": 1}],
+    }
+    assert len(errors(data)) == 4
+
+
+def test_route_paths_are_normalised_and_methods_upper_cased():
+    config = parse_config(
+        {"upstreams": UPSTREAMS, "routes": [{**ROUTE, "match": {"path": "/api//menu/", "methods": ["get", "head", "GET"]}}]}
+    )
+    assert config.routes[0].match.path == "/api/menu"
+    assert config.routes[0].match.methods == ("GET", "HEAD")
+
+
+def test_target_shorthand_and_single_listen():
+    config = parse_config(
+        {"server": {"listen": "[::]:8080", "access_log": False}, "upstreams": UPSTREAMS, "routes": [ROUTE]}
+    )
+    assert config.server.listen == (("::", 8080),)
+    assert config.server.access_log == "off"
+    assert config.upstreams["menu"].targets[0].url == "http://127.0.0.1:8001"
+
+
+def test_models_are_frozen():
+    config = parse_config({"upstreams": UPSTREAMS, "routes": [ROUTE]})
+    with pytest.raises(Exception):
+        config.server.max_body_size = 1  # type: ignore[misc]
+
+
+def test_schema_is_json_and_forbids_unknown_keys():
+    schema = json.loads(json_schema())
+    assert schema["additionalProperties"] is False
+    assert "routes" in schema["properties"]
