@@ -32,6 +32,7 @@ class MenuItemViewSet(viewsets.ModelViewSet):
     filterset_class = MenuItemFilter
     search_fields = ["title", "category__title"]
     ordering_fields = ["price", "title"]
+    ordering = ["id"]
 
     def get_queryset(self) -> QuerySet[MenuItem]:
         # select_related: the serializer reads category.slug for every row.
@@ -47,6 +48,7 @@ class CategoryViewSet(viewsets.ModelViewSet):
     filter_backends = [SearchFilter, StableOrderingFilter]
     search_fields = ["title", "slug"]
     ordering_fields = ["title"]
+    ordering = ["title"]
 
     def perform_destroy(self, instance: Category) -> None:
         try:

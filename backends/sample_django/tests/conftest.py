@@ -13,12 +13,19 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from pytest_django import Settings
 from rest_framework.test import APIClient
 
 from menu.models import Category, MenuItem
 from menu.permissions import MANAGER_GROUP
 
 PASSWORD = "correct-horse-battery-9"
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Settings) -> None:
+    """PBKDF2's deliberate slowness is for attackers, not for test suites."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -39,7 +46,7 @@ def customer(db: None) -> User:
 
 
 @pytest.fixture
-def obtain_tokens(api_client: APIClient) -> Callable[[str, str], dict[str, str]]:
+def obtain_tokens(api_client: APIClient) -> Callable[..., dict[str, str]]:
     """POST /auth/jwt/create/ and return ``{"access": ..., "refresh": ...}``."""
 
     def obtain(username: str, password: str = PASSWORD) -> dict[str, str]:
@@ -53,7 +60,7 @@ def obtain_tokens(api_client: APIClient) -> Callable[[str, str], dict[str, str]]
 
 
 @pytest.fixture
-def client_as(obtain_tokens: Callable[[str, str], dict[str, str]]) -> Callable[[User], APIClient]:
+def client_as(obtain_tokens: Callable[..., dict[str, str]]) -> Callable[[User], APIClient]:
     """An API client that sends ``Authorization: Bearer <access>`` for ``user``."""
 
     def make(user: User) -> APIClient:

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from rest_framework.test import APIClient
 
-from menu.models import MenuItem
+from menu.models import Category, MenuItem
 
 pytestmark = pytest.mark.django_db
 
@@ -71,8 +71,6 @@ def test_next_link_keeps_perpage(api_client: APIClient, menu: list[MenuItem]) ->
 
 
 def test_perpage_is_capped(api_client: APIClient, db: None) -> None:
-    from menu.models import Category
-
     category = Category.objects.create(slug="bulk", title="Bulk")
     MenuItem.objects.bulk_create(
         MenuItem(title=f"Dish {n}", price=Decimal("1.00"), category=category) for n in range(105)
