@@ -172,6 +172,7 @@ class Settings:
     runs: int
     warmup: int
     lua: Path
+    settle: float  # longest wait for a quiet machine before a rerun
 
 
 # --------------------------------------------------------------------------- CLI
@@ -203,6 +204,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="comma list of wrk connection counts (1,50)")
     p.add_argument("--runs", type=int, default=3, help="runs per target and connection count (3)")
     p.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured wrk per target (2)")
+    p.add_argument("--settle", type=float, default=15.0,
+                   help="before a rerun, wait up to this many seconds for the machine to be quiet (15)")
     p.add_argument("--quick", action="store_true", help="smoke test: 1 run of 3 s, not recorded")
     p.add_argument("--naive", action=argparse.BooleanOptionalAction, default=True,
                    help="include the naive aiohttp proxy row (default on)")
@@ -213,9 +216,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--gateway", type=Path, default=REPO / ".venv" / "bin" / "gateway",
                    help="gateway console script (.venv/bin/gateway)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also dump every run as JSON")
+    p.add_argument("--scenarios-dir", type=Path, default=SCENARIOS,
+                   help="where NAME.yaml templates live (bench/scenarios); for testing the harness")
     args = p.parse_args(argv)
     if args.quick:
-        args.runs, args.duration, args.warmup = 1, 3, 1
+        args.runs, args.duration, args.warmup, args.settle = 1, 3, 1, min(args.settle, 5.0)
     if args.record is None:
         args.record = not args.quick
     if args.runs < 1:
@@ -324,32 +329,52 @@ def tree_ticks(root: int, snap: dict[int, ProcStat]) -> int:
     return sum(snap[pid].ticks for pid in tree_pids(root, snap))
 
 
-def stranger_ticks(before: dict[int, ProcStat], after: dict[int, ProcStat],
-                   ours: set[int]) -> tuple[int, str]:
-    """CPU used during the run by user processes other than the ones being measured,
-    and the name of the busiest one (to tell who disturbed a run).
+def tick_delta(pid: int, before: dict[int, ProcStat], after: dict[int, ProcStat]) -> int:
+    """Ticks a process used between two snapshots; one born in between counts in full."""
+    prev, now = before.get(pid), after.get(pid)
+    if now is None:
+        return 0
+    base = prev.ticks if prev is not None and prev.start == now.start else 0
+    return max(0, now.ticks - base)
 
-    Kernel threads are left out: on loopback they mostly do the benchmark's own
-    network work.  A process born during the run counts in full.
+
+def others_ticks(before: dict[int, ProcStat], after: dict[int, ProcStat], busy: int, ours: set[int]) -> int:
+    """CPU the rest of the machine used during a run.
+
+    Machine busy time (/proc/stat, all but idle, iowait, steal) minus what the measured
+    processes and kernel threads used.  Kernel threads are not strangers: on loopback
+    they mostly do the benchmark's own network work.  Summing other processes one by
+    one would miss short-lived ones (a test run) or, through their parents' cutime,
+    charge a whole reaped test run to the few seconds we watched.
     """
-    total, top, top_ticks = 0, "", 0
-    for pid, st in after.items():
-        if pid in ours or st.kthread:
-            continue
-        prev = before.get(pid)
-        base = prev.ticks if prev is not None and prev.start == st.start else 0
-        used = max(0, st.ticks - base)
-        total += used
-        if used > top_ticks:
-            top, top_ticks = f"{st.comm}[{pid}]", used
-    return total, top
+    accounted = sum(tick_delta(pid, before, after) for pid, st in after.items() if pid in ours or st.kthread)
+    return max(0, busy - accounted)
 
 
-def machine_cpu() -> tuple[int, int]:
-    """(total, steal) jiffies from the aggregate line of /proc/stat."""
+def busiest_other(before: dict[int, ProcStat], after: dict[int, ProcStat], ours: set[int]) -> str:
+    """Name of the non-measured process that used most CPU (reaped children included),
+    so a disturbed run says who disturbed it."""
+    used = {pid: tick_delta(pid, before, after) for pid, st in after.items()
+            if pid not in ours and not st.kthread}
+    top = max(used, key=used.__getitem__, default=None)
+    return f"{after[top].comm}[{top}]" if top is not None and used[top] > 0 else ""
+
+
+@dataclass(frozen=True)
+class MachineCpu:
+    """Aggregate jiffies from the first line of /proc/stat."""
+
+    total: int
+    busy: int  # user + nice + system + irq + softirq: per-task times include the latter two here
+    steal: int
+
+
+def machine_cpu() -> MachineCpu:
+    """Read the aggregate cpu line of /proc/stat."""
     with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:9]]
-    return sum(values), values[7]
+        user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in f.readline().split()[1:9])
+    busy = user + nice + system + irq + softirq
+    return MachineCpu(busy + idle + iowait + steal, busy, steal)
 
 
 # --------------------------------------------------------------------------- processes
@@ -628,9 +653,9 @@ def start_upstream(procs: Processes, nginx: str | None, body: bytes) -> Target:
 # --------------------------------------------------------------------------- gateway
 
 
-def load_scenarios(names: list[str] | None) -> list[Scenario]:
-    """bench/scenarios/NAME.yaml (+ optional NAME.headers); unknown names are an error."""
-    available = {p.stem: p for p in sorted(SCENARIOS.glob("*.yaml"))}
+def load_scenarios(directory: Path, names: list[str] | None) -> list[Scenario]:
+    """DIR/NAME.yaml (+ optional NAME.headers); unknown names are an error."""
+    available = {p.stem: p for p in sorted(directory.glob("*.yaml"))}
     wanted = names or list(available)
     unknown = [n for n in wanted if n not in available]
     if unknown:
@@ -750,21 +775,21 @@ def run_wrk(settings: Settings, target: Target, connections: int, duration: int)
 
 def measure_once(settings: Settings, target: Target, upstream: Target, connections: int, run: int) -> RunResult:
     """One wrk run with the target's CPU, steal and strangers read around it."""
-    before, (total0, steal0), t0 = snapshot(), machine_cpu(), time.monotonic()
+    before, cpu0, t0 = snapshot(), machine_cpu(), time.monotonic()
     wrk = run_wrk(settings, target, connections, settings.duration)
-    wall, (total1, steal1), after = time.monotonic() - t0, machine_cpu(), snapshot()
+    wall, cpu1, after = time.monotonic() - t0, machine_cpu(), snapshot()
     ours = {os.getpid()}  # wrk is our child: reaped, its CPU is in our cutime
     for root in (target.root_pid, upstream.root_pid):
         ours |= tree_pids(root, before) | tree_pids(root, after)
     cpu_ticks = tree_ticks(target.root_pid, after) - tree_ticks(target.root_pid, before)
-    others, busiest = stranger_ticks(before, after, ours)
+    others = others_ticks(before, after, cpu1.busy - cpu0.busy, ours)
     return RunResult(
         label=target.label, connections=connections, run=run, rps=wrk.rps,
         p50_us=wrk.p50_us, p99_us=wrk.p99_us,
         cpu_us_per_request=cpu_ticks * 1e6 / CLK_TCK / wrk.requests if wrk.requests else None,
         non_2xx=wrk.status, socket_errors=wrk.socket_errors,
-        steal_pct=100.0 * (steal1 - steal0) / max(1, total1 - total0),
-        others_pct_of_core=100.0 * others / CLK_TCK / wall, busiest_other=busiest,
+        steal_pct=100.0 * (cpu1.steal - cpu0.steal) / max(1, cpu1.total - cpu0.total),
+        others_pct_of_core=100.0 * others / CLK_TCK / wall, busiest_other=busiest_other(before, after, ours),
     )
 
 
@@ -773,12 +798,25 @@ def disturbed(result: RunResult) -> bool:
     return result.steal_pct > STEAL_LIMIT_PCT or result.others_pct_of_core > OTHERS_LIMIT_PCT
 
 
+def wait_for_quiet(limit_s: float) -> None:
+    """Before a rerun, give a neighbour's burst (a test run, say) up to limit_s to end:
+    a rerun started straight into the same burst is disturbed again.  Quiet = the whole
+    machine busy less than the strangers' limit for one second (our targets are idle)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = machine_cpu()
+        time.sleep(1.0)
+        if (machine_cpu().busy - before.busy) / CLK_TCK * 100.0 < OTHERS_LIMIT_PCT:
+            return
+
+
 def measure(settings: Settings, target: Target, upstream: Target, connections: int, run: int) -> RunResult:
     """Measure; rerun once when disturbed, keep the rerun, and mark it."""
     try:
         result = measure_once(settings, target, upstream, connections, run)
         if disturbed(result):
             first = asdict(result)
+            wait_for_quiet(settings.settle)
             result = measure_once(settings, target, upstream, connections, run)
             result.rerun, result.noisy, result.first_attempt = True, disturbed(result), first
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
@@ -970,7 +1008,8 @@ def machine_description() -> str:
 
 def versions(nginx: str | None, wrk: str) -> str:
     """Tool and library versions; aiohttp's is read from metadata (no import needed)."""
-    parts = [tool_version([nginx, "-v"]) if nginx else "nginx: none (aiohttp fallback upstream)",
+    parts = [tool_version([nginx, "-v"]).removeprefix("nginx version: ") if nginx
+             else "nginx: none (aiohttp fallback upstream)",
              tool_version([wrk, "-v"]).split(" Copyright")[0], f"Python {platform.python_version()}"]
     for dist in ("aiohttp", "uvloop"):
         try:
@@ -1078,7 +1117,7 @@ def run_benchmark(args: argparse.Namespace, wrk: str, scenarios: list[Scenario],
     """Start everything, run one round, print, record. Exit 1 if anything was bad."""
     lua = procs.workdir / "report.lua"
     lua.write_text(LUA_REPORT)
-    settings = Settings(wrk, args.duration, args.connections, args.runs, args.warmup, lua)
+    settings = Settings(wrk, args.duration, args.connections, args.runs, args.warmup, lua, args.settle)
     notes: list[str] = []
     nginx = find_tool("nginx", install=True)
     body = json_body()
@@ -1125,7 +1164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     procs = None
     try:
         wrk = require_wrk()
-        scenarios = load_scenarios(args.scenario)
+        scenarios = load_scenarios(args.scenarios_dir, args.scenario)
         raise_fd_limit()
         workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
         workdir.chmod(0o755)  # nginx workers (user nobody) must traverse it
