@@ -31,15 +31,20 @@ redis:
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
-test: $(STAMP) redis
+test: $(STAMP) redis keys/jwt.pub
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests
 	cd backends/sample_django && ../../$(VENV)/bin/pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(PY) bench/run.py
 
-check: $(STAMP)
+check: $(STAMP) keys/jwt.pub
 	$(VENV)/bin/gateway check -c config/gateway.yaml
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# The RS256 pair the sample backend signs with and config/gateway.yaml verifies with
+# (auth.jwt.public_key_file: keys/jwt.pub). git-ignored; created once, never overwritten.
+keys/jwt.pub: | $(STAMP)
+	cd backends/sample_django && ../../$(PY) manage.py generate_jwt_keys --dir ../../keys

@@ -27,6 +27,8 @@ __all__ = [
     "connection_tokens",
     "RequestHeaderFilter",
     "response_headers",
+    "add_response_headers",
+    "merge_vary",
 ]
 
 HOP_BY_HOP = frozenset(
@@ -142,3 +144,25 @@ def response_headers(raw_headers: Sequence[tuple[bytes, bytes]]) -> CIMultiDict[
 
 
 _HOP_BY_HOP_BYTES = frozenset(h.encode() for h in HOP_BY_HOP)
+
+
+def add_response_headers(headers: CIMultiDict[str], extra: Iterable[tuple[str, str]]) -> None:
+    """Put the gateway's own response headers (``Exchange.extra_response_headers``) on
+    a response: each replaces the upstream's header of that name, except ``Vary``,
+    which is merged -- CORS adding ``Origin`` must not erase the upstream's
+    ``Vary: Accept-Encoding`` (a cache would then mix encodings)."""
+    for name, value in extra:
+        if name == "Vary":
+            current = headers.get("Vary")
+            if current:
+                value = merge_vary(current, value)
+        headers[name] = value
+
+
+def merge_vary(current: str, extra: str) -> str:
+    """``current`` plus the names in ``extra`` it does not list yet (``*`` absorbs all)."""
+    if current.strip() == "*":
+        return current
+    have = {v.strip().lower() for v in current.split(",")}
+    more = [v.strip() for v in extra.split(",") if v.strip() and v.strip().lower() not in have]
+    return ", ".join([current, *more]) if more else current

@@ -21,6 +21,8 @@ from gateway.config.models import GatewayConfig, RouteConfig
 from gateway.metrics import Metrics
 
 if TYPE_CHECKING:
+    from gateway.auth.verifier import JwtAuthenticator
+    from gateway.store.base import Store
     from gateway.upstream import Upstream
 
 __all__ = ["Handler", "Stage", "StageFactory", "StageDeps", "compose", "build_chain"]
@@ -39,6 +41,10 @@ class StageDeps:
     config: GatewayConfig
     metrics: Metrics
     upstreams: Mapping[str, Upstream]
+    authenticator: JwtAuthenticator | None = None
+    """The runtime's one JWT verifier (keys, JWKS fetcher, token cache), shared by every route."""
+    store: Store | None = None
+    """The process's one store (``store.kind``): throttle buckets, shared by every route."""
 
 
 StageFactory = Callable[[RouteConfig, StageDeps], "Stage | None"]

@@ -3,7 +3,7 @@
 The full pipeline (SPEC §1) is::
 
     accept -> normalise path -> route -> client IP        (the edge handler)
-           -> firewall -> authenticate -> throttle -> cache (per-route stages, here)
+           -> cors -> firewall -> authenticate -> throttle -> cache (per-route stages, here)
            -> balance + forward                           (the route's forwarder)
 
 Each capability adds its factory here, at its place in the order; a route's chain is
@@ -13,7 +13,14 @@ built from this dict, never from an if-chain.
 from __future__ import annotations
 
 from gateway.pipeline import StageFactory
+from gateway.stages import auth, cors, firewall
 
 __all__ = ["STAGES"]
 
-STAGES: dict[str, StageFactory] = {}
+STAGES: dict[str, StageFactory] = {
+    # CORS first: a preflight is answered before auth and throttling (it never
+    # carries credentials), and its headers must be on every later refusal too.
+    "cors": cors.build,
+    "firewall": firewall.build,
+    "auth": auth.build,
+}
