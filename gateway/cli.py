@@ -1,9 +1,10 @@
-"""The ``gateway`` command: run, check, schema."""
+"""The ``gateway`` command: run, check, schema, token."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -16,7 +17,8 @@ DEFAULT_CONFIG = "config/gateway.yaml"
 
 def _summary(config: GatewayConfig) -> str:
     lines = [f"listen: {', '.join(f'{h}:{p}' for h, p in config.server.listen)}"
-             f"   admin: {config.admin.listen[0]}:{config.admin.listen[1]}"]
+             f"   admin: {config.admin.listen[0]}:{config.admin.listen[1]}"
+             f"   workers: {config.server.workers}"]
     lines.append(f"routes ({len(config.routes)}):")
     for route in config.routes:
         methods = ",".join(route.match.methods) if route.match.methods else "*"
@@ -54,11 +56,24 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workers_arg(text: str) -> int | str:
+    """``--workers N|auto``, validated like ``server.workers``."""
+    if text == "auto":
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f'expected an integer >= 1 or "auto", got {text!r}')
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from gateway.http_server import ParserUnavailable, require_c_parser
     from gateway.server import serve
+    from gateway.supervisor import WorkerStartError, run_supervisor, worker_count
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # SIGHUP's default action is to terminate: one sent while we start (a service
+    # manager's reload) must not kill us. The serving loop installs the real handler.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         require_c_parser()
     except ParserUnavailable as exc:
@@ -67,11 +82,52 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _load_or_report(args.config)
     if config is None:
         return 2
+    if args.workers is not None:  # the command line beats the file
+        config = config.model_copy(update={"server": config.server.model_copy(update={"workers": args.workers})})
+    workers = worker_count(config.server.workers)
     try:
-        serve(Path(args.config), config)
+        if workers == 1:
+            serve(Path(args.config), config)  # no supervisor: the fast, simple default
+        else:
+            return run_supervisor(Path(args.config), config, workers=workers)
     except OSError as exc:
         print(f"gateway: cannot listen: {exc}", file=sys.stderr)
         return 1
+    except WorkerStartError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+    except ConfigError as exc:  # the file changed between our read and the supervisor's
+        print(f"{args.config}: {len(exc.issues)} error(s)", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    from gateway.auth.mint import MintError, mint_token, parse_claims
+    from gateway.config.units import UnitError, parse_duration
+
+    config = _load_or_report(args.config)
+    if config is None:
+        return 2
+    if config.auth.jwt is None:
+        print(f"gateway: {args.config} has no auth.jwt section to mint for", file=sys.stderr)
+        return 2
+    try:
+        token = mint_token(
+            config.auth.jwt,
+            subject=args.sub,
+            claims=parse_claims(args.claim),
+            ttl=parse_duration(args.ttl),
+            key_file=Path(args.key_file) if args.key_file else None,
+            algorithm=args.alg,
+            kid=args.kid,
+        )
+    except (MintError, UnitError) as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    print(token)
     return 0
 
 
@@ -80,12 +136,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="serve")
     run.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+    run.add_argument("--workers", type=_workers_arg, metavar="N|auto",
+                     help="serving processes sharing the port; overrides server.workers")
     run.set_defaults(func=_cmd_run)
     check = sub.add_parser("check", help="validate a config file and summarise it")
     check.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     check.set_defaults(func=_cmd_check)
     schema = sub.add_parser("schema", help="print the JSON Schema of the config file")
     schema.set_defaults(func=_cmd_schema)
+    token = sub.add_parser(
+        "token",
+        help="mint a signed test token for the configured auth.jwt",
+        description="Mint a token that the configured gateway accepts (demos and smoke tests). "
+        "HS* tokens are signed with auth.jwt.secret; the config holds only the public half of an "
+        "asymmetric key, so RS*/PS*/ES*/EdDSA tokens need --key-file PRIVATE.pem.",
+    )
+    token.add_argument("--sub", required=True, help="the subject, put under auth.jwt.subject_claim")
+    token.add_argument("--claim", action="append", default=[], metavar="K=V",
+                       help="an extra claim; V is JSON when it parses (--claim 'groups=[\"Manager\"]'), else a string")
+    token.add_argument("--ttl", default="15m", help="lifetime (default 15m)")
+    token.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    token.add_argument("--key-file", help="PEM private key for RS*/PS*/ES*/EdDSA")
+    token.add_argument("--alg", help="algorithm (default: the first listed that fits the key)")
+    token.add_argument("--kid", help="kid header (for configs that verify with a JWKS)")
+    token.set_defaults(func=_cmd_token)
     return parser
 
 

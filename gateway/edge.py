@@ -12,6 +12,7 @@ never changes the rules under a request already in flight.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import re
@@ -21,6 +22,7 @@ from aiohttp import web
 
 from gateway.access_log import AccessLog
 from gateway.exchange import EXCHANGE, Exchange
+from gateway.headers import add_response_headers
 from gateway.metrics import Metrics
 from gateway.path import PathError, normalise_path
 from gateway.problem import Problem, problem_response
@@ -35,15 +37,17 @@ log = logging.getLogger("gateway.edge")
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
-def _new_request_id() -> str:
-    return os.urandom(16).hex()
-
-
 class EdgeHandler:
     def __init__(self, runtime: Runtime, *, metrics: Metrics, access_log: AccessLog) -> None:
         self.runtime = runtime
         self.metrics = metrics
         self.access_log = access_log
+        # Request ids: a random per-process prefix and a counter. Unique across
+        # processes and restarts without a getrandom() syscall per request; they are
+        # correlation ids, not secrets.
+        self._id_prefix = os.urandom(10).hex()
+        self._id_counter = itertools.count(1)
+        self._pid = os.getpid()  # "worker" in the access log: which process answered
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
@@ -51,7 +55,7 @@ class EdgeHandler:
         headers = request.headers
         request_id = headers.get("X-Request-ID")
         if request_id is None or _SANE_REQUEST_ID.fullmatch(request_id) is None:
-            request_id = _new_request_id()
+            request_id = f"{self._id_prefix}{next(self._id_counter):012x}"
         ex = Exchange(request_id=request_id, started=started)
         request[EXCHANGE] = ex
         ex.client_ip, ex.forwarded_for, ex.trusted_peer = runtime.resolver.resolve(request.remote, headers)
@@ -61,13 +65,16 @@ class EdgeHandler:
             response = problem.response()
         except asyncio.CancelledError:
             raise
+        except ConnectionError:
+            # The client went away mid-request; nobody is left to answer (nginx's 499).
+            response = web.Response(status=499)
         except Exception:
             log.exception("unhandled error on %s %s (request id %s)", request.method, ex.path or "?", request_id)
             response = problem_response(500, "the gateway failed to handle this request")
         if not response.prepared:
             response.headers["X-Request-ID"] = request_id
-            for name, value in ex.extra_response_headers:
-                response.headers[name] = value
+            if ex.extra_response_headers:
+                add_response_headers(response.headers, ex.extra_response_headers)
         elapsed = time.perf_counter() - started
         route_name = ex.route.name if ex.route is not None else "none"
         self.metrics.observe_request(route_name, request.method, response.status, elapsed)
@@ -82,6 +89,7 @@ class EdgeHandler:
                     "status": response.status,
                     "duration_ms": round(elapsed * 1000, 3),
                     "upstream": ex.target,
+                    "worker": self._pid,
                 }
             )
         return response
@@ -98,6 +106,9 @@ class EdgeHandler:
             raise Problem(400, "more than one Host header")
         if not hosts and request.version >= (1, 1):
             raise Problem(400, "HTTP/1.1 request without a Host header")
+        if "Authorization" in headers and len(headers.getall("Authorization")) > 1:
+            # Which one would the backend believe? Refuse rather than guess (SPEC §4a).
+            raise Problem(400, "more than one Authorization header")
         length = request.content_length
         if length is not None and length > runtime.max_body_size:
             raise Problem(413, f"request body exceeds {runtime.max_body_size} bytes")
@@ -112,7 +123,18 @@ class EdgeHandler:
             raise Problem(400, str(exc)) from None
         ex.query = mark + query
 
-        match = runtime.router.match(request.method, hosts[0] if hosts else None, ex.path)
+        host = hosts[0] if hosts else None
+        match = None
+        if request.method == "OPTIONS" and runtime.preflight_routes and "Origin" in headers:
+            # A CORS preflight is routed by the method it asks about, so the route that
+            # will serve the real request (and its CORS policy) answers it.
+            asked = headers.get("Access-Control-Request-Method")
+            if asked is not None:
+                candidate = runtime.router.match(asked, host, ex.path)
+                if candidate.route is not None and candidate.route.name in runtime.preflight_routes:
+                    match = candidate
+        if match is None:
+            match = runtime.router.match(request.method, host, ex.path)
         route = match.route
         if route is None:
             if match.allow:

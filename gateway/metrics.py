@@ -10,6 +10,8 @@ tuple and takes a lock on every call.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["Metrics", "KNOWN_METHODS"]
@@ -40,9 +42,35 @@ class Metrics:
             "gateway_upstream_duration_seconds", "Time from request sent upstream to response head received.",
             ("upstream",), buckets=_LATENCY_BUCKETS, registry=r,
         )
+        self.upstream_target_healthy = Gauge(
+            "gateway_upstream_target_healthy", "1 while a target takes traffic (healthy and not ejected), else 0.",
+            ("upstream", "target"), registry=r,
+        )
+        self.upstream_retries_total = Counter(
+            "gateway_upstream_retries_total", "Requests sent again to another target after a failure.",
+            ("upstream",), registry=r,
+        )
         self.config_reloads_total = Counter(
             "gateway_config_reloads_total", "Configuration reloads (SIGHUP), by result.",
             ("result",), registry=r,
+        )
+        self.firewall_denied_total = Counter(
+            "gateway_firewall_denied_total", "Requests refused by the firewall (403), by route.",
+            ("route",), registry=r,
+        )
+        self.auth_failures_total = Counter(
+            "gateway_auth_failures_total", "Requests refused by authentication (401) or by require_claims "
+            "(403, reason insufficient_claims), by route and reason.",
+            ("route", "reason"), registry=r,
+        )
+        self.throttled_total = Counter(
+            "gateway_throttled_total", "Requests refused by throttling (429), by route and caller class.",
+            ("route", "caller"), registry=r,
+        )
+        self.store_errors_total = Counter(
+            "gateway_store_errors_total", "Store calls that failed (timeout, refused, reset), by operation: "
+            "take (a throttle decision), connect (the start-up check).",
+            ("operation",), registry=r,
         )
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._upstream_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
@@ -74,3 +102,20 @@ class Metrics:
         children[0].inc()
         if seconds is not None:
             children[1].observe(seconds)
+
+    def firewall_denied(self, route: str) -> Counter:
+        """The labelled child for one route, bound once when its chain is built."""
+        return self.firewall_denied_total.labels(route)
+
+    def auth_failures(self, route: str, reasons: Iterable[str]) -> dict[str, Counter]:
+        """Labelled children for one route and each reason, bound once at build time;
+        every child is created up front so the series exist (at 0) before a failure."""
+        return {reason: self.auth_failures_total.labels(route, reason) for reason in reasons}
+
+    def throttled(self, route: str, callers: Iterable[str]) -> dict[str, Counter]:
+        """Labelled children for one route and each caller class, bound at build time."""
+        return {caller: self.throttled_total.labels(route, caller) for caller in callers}
+
+    def store_errors(self, operation: str) -> Counter:
+        """The labelled child for one store operation, bound when the store is created."""
+        return self.store_errors_total.labels(operation)

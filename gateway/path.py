@@ -19,7 +19,11 @@ resources to many backends.
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["PathError", "normalise_path"]
+
+_FORBIDDEN_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 
 _HEX = "0123456789abcdefABCDEF"
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -86,11 +90,9 @@ def normalise_path(path: str) -> str:
     """
     if not path.startswith("/"):
         raise PathError("path must start with '/'")
-    if "\\" in path:
-        raise PathError("backslash in path")
-    for ch in path:
-        if ch < " " or ch == "\x7f":
-            raise PathError("control character in path")
+    bad = _FORBIDDEN_CHARS.search(path)
+    if bad is not None:
+        raise PathError("backslash in path" if bad.group() == "\\" else "control character in path")
     # Fast path: nothing to decode, merge or resolve (the common case by far).
     if "%" not in path and "//" not in path and "/." not in path:
         return path

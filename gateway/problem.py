@@ -33,6 +33,8 @@ def problem_response(
         content_type=PROBLEM_CONTENT_TYPE,
         headers=headers,
     )
+    # No version banner (aiohttp would announce "Python/3.x aiohttp/3.x").
+    response.headers["Server"] = "gateway"
     return response
 
 

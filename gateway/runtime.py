@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from gateway.auth.verifier import JwtAuthenticator
 from gateway.client_ip import ClientIPResolver
+from gateway.config.cors import effective_cors
 from gateway.config.models import GatewayConfig
 from gateway.headers import RequestHeaderFilter
 from gateway.metrics import Metrics
 from gateway.pipeline import StageDeps, StageFactory, build_chain
 from gateway.routing import Router
 from gateway.stages import STAGES
+from gateway.store import Store, create_store
 from gateway.upstream import Upstream
 from gateway.upstream.forwarder import Forwarder
 
@@ -30,21 +33,60 @@ class Runtime:
         metrics: Metrics,
         registry: Mapping[str, StageFactory] = STAGES,
         identity_headers: tuple[str, ...] = (),
+        previous: Runtime | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
         self.resolver = ClientIPResolver(trusted_proxies=config.server.trusted_proxies)
-        self.header_filter = RequestHeaderFilter(identity_headers=identity_headers)
-        self.upstreams = {name: Upstream(name, up, metrics=metrics) for name, up in config.upstreams.items()}
+        jwt = config.auth.jwt
+        # The claim headers the gateway sets are stripped from every client request,
+        # in every spelling, on every route (a client can never forge identity).
+        claim_headers = tuple(jwt.forward_claims.values()) if jwt is not None else ()
+        self.header_filter = RequestHeaderFilter(identity_headers=(*identity_headers, *claim_headers))
+        self.authenticator: JwtAuthenticator | None = None
+        if jwt is not None:
+            # One verifier for every route; a reload hands over the remote keys it knew.
+            self.authenticator = JwtAuthenticator(jwt, previous=previous.authenticator if previous else None)
+        # One store per process. A reload whose ``store:`` section is unchanged keeps
+        # it (its connections, and the buckets in a memory store: a reload does not
+        # hand every caller a fresh budget); otherwise the old one closes with the
+        # old runtime.
+        self._store_created = previous is None or previous.config.store != config.store
+        self._store_handed_over = False
+        if self._store_created:
+            self.store: Store = create_store(config.store, metrics=metrics)
+        else:
+            assert previous is not None
+            self.store = previous.store
+            previous._store_handed_over = True
+        self.preflight_routes = frozenset(
+            r.name for r in config.routes if effective_cors(config.cors, r.cors) is not None
+        )
+        """Routes whose chain answers CORS preflights: the edge routes those by the
+        method the preflight asks about (see edge.py)."""
+        # A reload keeps an upstream whose config is unchanged (its pools, health state
+        # and ejections) instead of starting it cold; the old runtime then leaves it open.
+        self.upstreams: dict[str, Upstream] = {}
+        self._created: set[str] = set()
+        self._handed_over: set[str] = set()
+        for name, up in config.upstreams.items():
+            kept = previous.upstreams.get(name) if previous is not None else None
+            if kept is not None and kept.config == up:
+                self.upstreams[name] = kept
+                previous._handed_over.add(name)  # type: ignore[union-attr]
+            else:
+                self.upstreams[name] = Upstream(name, up, metrics=metrics)
+                self._created.add(name)
         self.router = Router(config.routes)
         self.max_body_size = config.server.max_body_size
         self.max_header_size = config.server.max_header_size
-        deps = StageDeps(config=config, metrics=metrics, upstreams=self.upstreams)
+        deps = StageDeps(
+            config=config, metrics=metrics, upstreams=self.upstreams, authenticator=self.authenticator, store=self.store
+        )
         self.route_stages: dict[str, tuple[str, ...]] = {}
         for route in self.router.routes:
             forwarder = Forwarder(
                 upstream=self.upstreams[route.config.upstream],
-                route_name=route.name,
                 strip_prefix=route.prefix if route.config.strip_prefix else None,
                 header_filter=self.header_filter,
                 max_body_size=self.max_body_size,
@@ -52,9 +94,44 @@ class Runtime:
             route.handler, self.route_stages[route.name] = build_chain(route.config, deps, registry, forwarder)
 
     async def start(self) -> None:
-        for upstream in self.upstreams.values():
-            await upstream.start()
+        for name in self._created:
+            await self.upstreams[name].start()
+        if self.authenticator is not None:
+            await self.authenticator.start()
+        if self._store_created:
+            await self.store.start()
 
     async def close(self) -> None:
-        for upstream in self.upstreams.values():
-            await upstream.close()
+        if self.authenticator is not None:
+            await self.authenticator.close()
+        if not self._store_handed_over:
+            await self.store.close()
+        for name, upstream in self.upstreams.items():
+            if name not in self._handed_over:
+                await upstream.close()
+
+    def status(self) -> dict[str, object]:
+        """What /status shows: routes with their stages, upstreams with their targets."""
+        return {
+            "routes": [
+                {
+                    "name": r.name,
+                    "path": r.prefix,
+                    "methods": sorted(r.methods) if r.methods else None,
+                    "host": r.host,
+                    "upstream": r.config.upstream,
+                    "stages": list(self.route_stages[r.name]),
+                }
+                for r in self.router.routes
+            ],
+            "upstreams": {name: upstream.status() for name, upstream in self.upstreams.items()},
+            "store": self.store.status(),
+        }
+
+    def readiness(self) -> list[str]:
+        """Reasons the gateway is not ready; empty when it is."""
+        return [
+            f"upstream {name!r} has no healthy target"
+            for name, upstream in self.upstreams.items()
+            if not upstream.available
+        ]

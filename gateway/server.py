@@ -56,9 +56,15 @@ def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.soc
 
 
 class GatewayProcess:
-    def __init__(self, config_path: Path, config: GatewayConfig) -> None:
+    def __init__(self, config_path: Path, config: GatewayConfig, *, worker_channel: Path | None = None) -> None:
+        """``worker_channel``: this process is one worker under the supervisor
+        (gateway/supervisor.py). It then shares the listen ports with its siblings
+        (SO_REUSEPORT) and serves its admin app, without the token, on that Unix socket
+        in the supervisor's private directory instead of ``admin.listen``, which the
+        supervisor owns and where it aggregates the workers."""
         self.config_path = config_path
         self.config = config
+        self.worker_channel = worker_channel
         self.metrics = Metrics()
         self.access_log = AccessLog(target=config.server.access_log)
         self.runtime = Runtime(config, metrics=self.metrics)
@@ -80,21 +86,32 @@ class GatewayProcess:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        worker_channel = self.worker_channel
         await self.runtime.start()
         self.access_log.start()
         for host, port in self.config.server.listen:
-            sock = bind_socket(host, port)
-            self._servers.append(await loop.create_server(self.http, sock=sock))
+            sock = bind_socket(host, port, reuse_port=worker_channel is not None)
+            self._servers.append(await loop.create_server(self.http, sock=sock, backlog=_BACKLOG))
             log.info("serving on %s:%s", host, port)
-        admin = build_admin_app(metrics=self.metrics, token=self.config.admin.token)
+        # The private channel sits in a 0700 directory; admin.token guards the network listener.
+        token = None if worker_channel is not None else self.config.admin.token
+        admin = build_admin_app(metrics=self.metrics, token=token, runtime=lambda: self.runtime)
         self._admin_runner = web.AppRunner(admin, access_log=None, handle_signals=False)
         await self._admin_runner.setup()
-        host, port = self.config.admin.listen
-        await web.SockSite(self._admin_runner, bind_socket(host, port)).start()
-        log.info("admin on %s:%s", host, port)
+        if worker_channel is not None:
+            worker_channel.unlink(missing_ok=True)  # left by a predecessor killed in this slot
+            await web.UnixSite(self._admin_runner, str(worker_channel)).start()
+        else:
+            host, port = self.config.admin.listen
+            await web.SockSite(self._admin_runner, bind_socket(host, port)).start()
+            log.info("admin on %s:%s", host, port)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+
+    def stop(self) -> None:
+        """Begin the drain, as SIGTERM does (a worker calls it when its supervisor is gone)."""
+        self._stop.set()
 
     async def reload(self) -> None:
         try:
@@ -105,7 +122,7 @@ class GatewayProcess:
             return
         if config.server.listen != self.config.server.listen or config.admin != self.config.admin:
             log.warning("reload: listener and admin changes take effect only after a restart")
-        runtime = Runtime(config, metrics=self.metrics)
+        runtime = Runtime(config, metrics=self.metrics, previous=self.runtime)
         await runtime.start()
         old, self.runtime = self.runtime, runtime
         self.config = config

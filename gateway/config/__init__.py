@@ -15,9 +15,13 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from gateway.config.auth import check_auth
+from gateway.config.cors import check_cors
 from gateway.config.errors import ConfigError, ConfigIssue, format_path
 from gateway.config.loader import load_yaml
 from gateway.config.models import GatewayConfig
+from gateway.config.store import check_store
+from gateway.config.throttle import check_throttle
 
 __all__ = ["ConfigError", "ConfigIssue", "GatewayConfig", "load_config", "parse_config", "json_schema"]
 
@@ -64,7 +68,8 @@ def _locate(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 _OWN_ERRORS = frozenset(
-    {"duration", "size", "rate", "cidr", "address", "url", "path", "methods", "host", "name"}
+    {"duration", "size", "rate", "cidr", "address", "url", "path", "methods", "host", "name",
+     "firewall", "key", "jwt", "claims", "cors", "hash_on", "targets", "workers", "burst", "throttle"}
 )
 
 
@@ -78,6 +83,10 @@ def _issue(error: Mapping[str, Any]) -> ConfigIssue:
         return ConfigIssue(format_path(loc), f"unknown key{hint}")
     if kind == "missing":
         return ConfigIssue(format_path(loc), "required key is missing")
+    if kind == "too_short":
+        ctx = error.get("ctx") or {}
+        need = ctx.get("min_length", 1)
+        return ConfigIssue(format_path(loc), f"expected at least {need} {'entry' if need == 1 else 'entries'}")
     message = str(error["msg"])
     # Our own grammar errors already say "expected X, got Y"; pydantic's built-in
     # ones ("Input should be a valid integer") get the offending value appended.
@@ -102,6 +111,10 @@ def _check_references(config: GatewayConfig) -> list[ConfigIssue]:
             issues.append(
                 ConfigIssue(f"routes[{index}].upstream", f"unknown upstream {route.upstream!r} (known: {known})")
             )
+    issues += check_auth(config)
+    issues += check_cors(config)
+    issues += check_store(config)
+    issues += check_throttle(config)
     listens = set(config.server.listen)
     if config.admin.listen in listens:
         issues.append(ConfigIssue("admin.listen", "must differ from every server.listen address"))
@@ -115,7 +128,15 @@ def parse_config(data: Any) -> GatewayConfig:
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([_issue(e) for e in exc.errors(include_url=False)]) from None
+        found = exc.errors(include_url=False)
+        # An item that failed validation also makes its list "too short"; say only the cause.
+        failed = [tuple(e["loc"]) for e in found if e["type"] != "too_short"]
+        found = [
+            e
+            for e in found
+            if e["type"] != "too_short" or not any(loc[: len(e["loc"])] == tuple(e["loc"]) for loc in failed)
+        ]
+        raise ConfigError([_issue(e) for e in found]) from None
     issues = _check_references(config)
     if issues:
         raise ConfigError(issues)

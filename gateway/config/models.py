@@ -11,9 +11,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BeforeValidator, Field, PlainValidator, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
+from gateway.config.auth import AuthConfig, ClaimValue
+from gateway.config.base import Model
+from gateway.config.upstream import TargetConfig, TimeoutsConfig, UpstreamConfig
+from gateway.config.cors import CorsConfig, RouteCors
+from gateway.config.firewall import FirewallConfig, RouteFirewallConfig
+from gateway.config.store import StoreConfig
+from gateway.config.throttle import RouteThrottleSetting, ThrottleConfig
 from gateway.config.types import Cidr, Duration, HostPort, Size
 from gateway.path import PathError, normalise_path
 
@@ -33,12 +40,6 @@ _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class Model(BaseModel):
-    """Base of every config model: unknown keys are errors, values are frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=False)
-
-
 def _as_list(value: Any) -> Any:
     """Let a single value stand where a list is expected (``listen: 127.0.0.1:8080``)."""
     return [value] if isinstance(value, (str, dict)) else value
@@ -46,6 +47,29 @@ def _as_list(value: Any) -> Any:
 
 def _empty_to_none(value: Any) -> Any:
     return None if value == "" else value
+
+
+def _worker_count(value: Any) -> int | Literal["auto"]:
+    """``server.workers``: a process count >= 1, or ``auto`` (one per usable CPU).
+
+    YAML's ``yes``/``true`` would pass as the integer 1, so booleans are refused; a
+    digit string (``"${WORKERS}"`` quoted) is accepted as its number."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise PydanticCustomError(
+        "workers", 'expected an integer >= 1 or "auto", got {value}', {"value": repr(value)}
+    )
+
+
+WorkerCount = Annotated[
+    int | Literal["auto"],
+    PlainValidator(_worker_count),
+    WithJsonSchema({"oneOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}]}),
+]
 
 
 class ServerConfig(Model):
@@ -56,6 +80,9 @@ class ServerConfig(Model):
     max_body_size: Size = 10 * 1024 * 1024
     max_header_size: Size = 16 * 1024
     shutdown_timeout: Duration = 15.0
+    workers: WorkerCount = 1
+    """Serving processes sharing the listen ports (SO_REUSEPORT) under one supervisor;
+    1 runs a single process with no supervisor. See docs/operations.md."""
     access_log: str = "stdout"
     """``stdout``, ``stderr``, ``off``, or a file path; JSON lines."""
 
@@ -77,56 +104,6 @@ class AdminConfig(Model):
     listen: HostPort = ("127.0.0.1", 9901)
     token: Annotated[str | None, BeforeValidator(_empty_to_none)] = None
     """When set, every admin endpoint but /healthz needs ``Authorization: Bearer <token>``."""
-
-
-class TargetConfig(Model):
-    url: str
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        from yarl import URL
-
-        try:
-            url = URL(value)
-        except (ValueError, TypeError):
-            url = None
-        if (
-            url is None
-            or url.scheme not in ("http", "https")
-            or not url.host
-            or url.query_string
-            or url.fragment
-            or url.user
-        ):
-            raise PydanticCustomError(
-                "url", "expected an http(s) URL like http://127.0.0.1:8001, got {value}", {"value": repr(value)}
-            )
-        return value.rstrip("/")
-
-
-def _target_shorthand(value: Any) -> Any:
-    """``targets: [http://a:1, http://b:2]`` is accepted as well as ``- url: ...``."""
-    if isinstance(value, list):
-        return [{"url": item} if isinstance(item, str) else item for item in value]
-    return value
-
-
-class TimeoutsConfig(Model):
-    connect: Duration = 2.0
-    """Establishing a TCP connection to a target; exceeded -> 502."""
-    response: Duration = 30.0
-    """Silence while waiting for the response head or the next body bytes; exceeded -> 504."""
-
-
-class UpstreamConfig(Model):
-    targets: Annotated[tuple[TargetConfig, ...], BeforeValidator(_target_shorthand)] = Field(
-        min_length=1
-    )
-    host_header: Literal["preserve", "upstream"] = "preserve"
-    timeouts: TimeoutsConfig = TimeoutsConfig()
-    max_connections: int = Field(default=100, ge=1, le=100_000)
-    """Keep-alive pool bound per target."""
 
 
 class MatchConfig(Model):
@@ -180,6 +157,14 @@ class RouteConfig(Model):
     match: MatchConfig
     upstream: str
     strip_prefix: bool = False
+    auth: Literal["none", "optional", "required"] = "none"
+    require_claims: dict[str, ClaimValue] = {}
+    """Claims the verified token must carry (list claims: membership); else 403."""
+    firewall: RouteFirewallConfig | None = None
+    cors: RouteCors | Literal[False] | None = None
+    """Overrides the global ``cors`` key by key; ``false`` turns CORS off here."""
+    throttle: RouteThrottleSetting = None
+    """Overrides the global ``throttle`` key by key; ``false`` turns throttling off here."""
 
     @field_validator("name")
     @classmethod
@@ -196,5 +181,10 @@ class RouteConfig(Model):
 class GatewayConfig(Model):
     server: ServerConfig = ServerConfig()
     admin: AdminConfig = AdminConfig()
+    firewall: FirewallConfig = FirewallConfig()
+    auth: AuthConfig = AuthConfig()
+    cors: CorsConfig | None = None
+    store: StoreConfig = StoreConfig()
+    throttle: ThrottleConfig = ThrottleConfig()
     upstreams: dict[str, UpstreamConfig] = Field(min_length=1)
     routes: tuple[RouteConfig, ...] = Field(min_length=1)

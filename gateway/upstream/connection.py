@@ -98,6 +98,8 @@ class UpstreamConnection(asyncio.Protocol):
         """True once it has served an exchange: a reset before any response byte on a
         reused connection usually means the upstream closed it while idle."""
         self._parser: httptools.HttpResponseParser | None = None
+        self._expecting = False
+        """An exchange is in progress; bytes arriving otherwise are a protocol error."""
         self._head_waiter: asyncio.Future[ResponseHead] | None = None
         self._status_reason = ""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -123,7 +125,7 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._got_bytes = True
         parser = self._parser
-        if parser is None:
+        if parser is None or not self._expecting:
             # Bytes nobody asked for (e.g. after a HEAD response): the stream is unusable.
             self.reusable = False
             self._close()
@@ -196,8 +198,10 @@ class UpstreamConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(head)
         if self._head_only:
-            # llhttp would wait for the body the headers announce; none is coming.
+            # llhttp would wait for the body the headers announce; none is coming, and
+            # it cannot be told so: finish here and never reuse this connection.
             self._parser = None
+            self._expecting = False
             self._body_done = True
             self.reusable = False
 
@@ -220,7 +224,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _finish_body(self) -> None:
         self._body_done = True
-        self._parser = None
+        self._expecting = False
         self._wake_body()
 
     def _wake_body(self) -> None:
@@ -254,7 +258,9 @@ class UpstreamConnection(asyncio.Protocol):
     def begin(self, head: bytes, *, head_only: bool) -> None:
         """Send a request head (and start expecting its response)."""
         assert self.transport is not None
-        self._parser = httptools.HttpResponseParser(self)
+        if self._parser is None:
+            self._parser = httptools.HttpResponseParser(self)
+        self._expecting = True
         self._head_waiter = self._loop.create_future()
         self._headers = []
         self._header_bytes = 0

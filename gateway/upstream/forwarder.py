@@ -1,4 +1,4 @@
-"""Forwarding one request to one upstream target, streaming both ways.
+"""Forwarding one request to the targets of its upstream, streaming both ways.
 
 The last stage of every route. What it guarantees:
 
@@ -10,10 +10,15 @@ The last stage of every route. What it guarantees:
 - bytes pass as sent: no transparent decompression, ``Content-Encoding`` untouched;
 - a body over ``max_body_size`` stops at the limit and is answered 413; an upstream
   that cannot be reached, resets or answers garbage is a 502, one that goes silent
-  past ``timeouts.response`` a 504;
+  past ``timeouts.response`` a 504; no available target is an immediate 503;
+- retries (``retries: N``) go to a *different* target, spend the upstream's retry
+  budget, and happen only when the upstream cannot have acted on the request: any
+  request whose connection was never established; an idempotent one that was reset
+  before any response byte or answered 502/503/504 (its body, if any, small enough
+  to have been kept for replay). A timeout is not retried: it would multiply latency;
 - a request without a body that finds its reused keep-alive connection closed by the
-  upstream (before any response byte) is sent once more on a fresh connection: the
-  upstream never saw it, and this is the race every keep-alive client must handle;
+  upstream (before any response byte) is sent once more on a fresh connection to the
+  same target, the race every keep-alive client must handle; not counted as a retry;
 - a response that breaks after its head was sent is cut off (connection aborted), so
   the client sees a truncated response rather than a complete-looking short one.
 """
@@ -24,22 +29,33 @@ import asyncio
 import logging
 import time
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
-from gateway.config.models import UpstreamConfig
 from gateway.exchange import EXCHANGE, Exchange
-from gateway.headers import RequestHeaderFilter, connection_tokens, response_headers
-from gateway.metrics import Metrics
+from gateway.headers import RequestHeaderFilter, add_response_headers, connection_tokens, response_headers
 from gateway.problem import Problem
-from gateway.upstream.balancer import Balancer, RoundRobin, Target
-from gateway.upstream.connection import ResponseHead, UpstreamConnection, UpstreamError, UpstreamReset
+from gateway.raw_response import RawResponse
+from gateway.upstream.balancer import Target
+from gateway.upstream.connection import (
+    ConnectError,
+    ConnectTimeout,
+    ResponseHead,
+    UpstreamConnection,
+    UpstreamError,
+    UpstreamReset,
+)
+from gateway.upstream.group import Upstream
 
-__all__ = ["Upstream", "Forwarder", "BodyTooLarge"]
+__all__ = ["Forwarder", "BodyTooLarge", "IDEMPOTENT"]
 
 log = logging.getLogger("gateway.upstream")
 
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 # Responses with a known length up to this size are collected and sent with one write.
 _SMALL_BODY = 64 * 1024
+# Idempotent request bodies up to this size are kept in memory so a retry can resend them.
+_REPLAYABLE_BODY = 64 * 1024
+_RETRY_STATUSES = frozenset({502, 503, 504})
 _NO_BODY_STATUSES = frozenset({204, 304})
 _NEEDS_LENGTH = frozenset({"POST", "PUT", "PATCH"})
 _UNSAFE_VALUE = frozenset("\r\n\x00")
@@ -49,37 +65,33 @@ class BodyTooLarge(Exception):
     """The client's body passed ``server.max_body_size`` while streaming."""
 
 
+class _Failed(Exception):
+    """One attempt failed in a way that may allow a retry elsewhere."""
+
+    def __init__(self, problem: Problem, *, never_connected: bool = False, before_response: bool = False) -> None:
+        super().__init__(problem.detail)
+        self.problem = problem
+        self.never_connected = never_connected
+        self.before_response = before_response
+
+
+class _RetryStatus(Exception):
+    """The upstream answered 502/503/504 and the request may go to another target."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
 def _b(text: str) -> bytes:
     # aiohttp decodes request bytes as UTF-8 with surrogateescape; this restores them.
     return text.encode("utf-8", "surrogateescape")
 
 
-class Upstream:
-    """A named group of targets, each with its connection pool."""
-
-    def __init__(self, name: str, config: UpstreamConfig, *, metrics: Metrics) -> None:
-        self.name = name
-        self.config = config
-        self.metrics = metrics
-        self.response_timeout = config.timeouts.response
-        self.targets = tuple(
-            Target.from_url(t.url, max_connections=config.max_connections, connect_timeout=config.timeouts.connect)
-            for t in config.targets
-        )
-        self.balancer: Balancer = RoundRobin(self.targets)
-
-    async def start(self) -> None:
-        """Nothing to open eagerly: connections are made on first use."""
-
-    async def close(self) -> None:
-        for target in self.targets:
-            await target.pool.close()
-
-
 class Forwarder:
     """The terminal handler of one route: send the request to a target of its upstream."""
 
-    __slots__ = ("upstream", "header_filter", "max_body_size", "_preserve_host", "_strip")
+    __slots__ = ("upstream", "header_filter", "max_body_size", "_preserve_host", "_strip", "_retries")
 
     def __init__(
         self,
@@ -94,6 +106,7 @@ class Forwarder:
         self.max_body_size = max_body_size
         self._preserve_host = upstream.config.host_header == "preserve"
         self._strip = strip_prefix if strip_prefix and strip_prefix != "/" else None
+        self._retries = upstream.config.retries
 
     def _upstream_path(self, path: str) -> str:
         if self._strip is None:
@@ -137,28 +150,79 @@ class Forwarder:
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         ex = request[EXCHANGE]
         upstream = self.upstream
-        target = upstream.balancer.pick()
-        ex.target = target.label
+        candidates = upstream.available
+        if not candidates or not upstream.admits():
+            raise Problem(
+                503, f"no healthy target in upstream {upstream.name!r}", headers={"Retry-After": str(upstream.retry_after())}
+            )
+        upstream.deposit()
+        method = request.method
+        idempotent = method in IDEMPOTENT
         has_body = request.body_exists
         chunked = has_body and "Transfer-Encoding" in request.headers
-        head_bytes = self._request_head(request, ex, target, chunked)
-        timeout = upstream.response_timeout
         if has_body and request.headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
             # Only now, with every stage passed, is the client told to send its body.
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        replay: bytes | None = None
+        if has_body and idempotent and self._retries and not chunked and (request.content_length or 0) <= _REPLAYABLE_BODY:
+            replay = await request.content.read()
+        body_started = False
 
+        retries_left = self._retries
+        tried: list[Target] = []
+        while True:
+            target = upstream.pick(request, ex, candidates)
+            ex.target = target.label
+            others = retries_left > 0 and len(candidates) > 1 and upstream.can_retry()
+            retry_on_status = others and idempotent and (not has_body or replay is not None)
+            try:
+                return await self._attempt(request, ex, target, has_body, chunked, replay, retry_on_status)
+            except (_Failed, _RetryStatus) as failure:
+                if has_body and replay is None:
+                    body_started = body_started or not (isinstance(failure, _Failed) and failure.never_connected)
+                safe = isinstance(failure, _RetryStatus) or (
+                    failure.never_connected and not body_started
+                ) or (failure.before_response and idempotent and (not has_body or replay is not None))
+                tried.append(target)
+                if safe and retries_left > 0:
+                    candidates = tuple(t for t in upstream.available if t not in tried)
+                    if candidates and upstream.take_retry():
+                        retries_left -= 1
+                        log.info("upstream %s: retrying %s %s on another target", upstream.name, method, ex.path)
+                        continue
+                if isinstance(failure, _RetryStatus):
+                    # Another target looked available when the answer was discarded, but
+                    # none is left now (ejected meanwhile, or the budget ran out).
+                    raise Problem(failure.status, f"the upstream answered {failure.status}") from None
+                raise failure.problem from None
+
+    async def _attempt(
+        self,
+        request: web.BaseRequest,
+        ex: Exchange,
+        target: Target,
+        has_body: bool,
+        chunked: bool,
+        replay: bytes | None,
+        retry_on_status: bool,
+    ) -> web.StreamResponse:
+        upstream = self.upstream
+        metrics = upstream.metrics
+        head_bytes = self._request_head(request, ex, target, chunked)
+        timeout = upstream.response_timeout
         target.in_flight += 1
         try:
-            attempts = 0
+            stale_retries = 0
             while True:
-                attempts += 1
                 started = time.perf_counter()
                 conn: UpstreamConnection | None = None
                 sender: asyncio.Task[None] | None = None
                 try:
                     conn = await target.pool.acquire(timeout)
                     conn.begin(head_bytes, head_only=request.method == "HEAD")
-                    if has_body:
+                    if replay is not None:
+                        conn.write(replay)
+                    elif has_body:
                         sender = asyncio.get_running_loop().create_task(self._send_body(conn, request, chunked))
                         await asyncio.wait((sender, conn.head_waiter), return_when=asyncio.FIRST_COMPLETED)
                         if sender.done():
@@ -166,22 +230,34 @@ class Forwarder:
                     head = await conn.response_head(timeout)
                 except BodyTooLarge:
                     self._discard(target, conn, sender)
-                    upstream.metrics.observe_upstream(upstream.name, target.label, "aborted", None)
+                    metrics.observe_upstream(upstream.name, target.label, "aborted", None)
                     raise Problem(413, f"request body exceeds {self.max_body_size} bytes") from None
                 except UpstreamError as exc:
                     self._discard(target, conn, sender)
-                    upstream.metrics.observe_upstream(upstream.name, target.label, exc.code, None)
+                    metrics.observe_upstream(upstream.name, target.label, exc.code, None)
                     stale = isinstance(exc, UpstreamReset) and exc.before_response and conn is not None and conn.reused
-                    if stale and not has_body and attempts < 3:
+                    if stale and not has_body and request.method in IDEMPOTENT and stale_retries < 2:
+                        stale_retries += 1
                         continue  # the idle connection died under us; the upstream never saw this
+                    upstream.record_failure(target)
                     log.info("upstream %s target %s: %s", upstream.name, target.label, exc)
-                    raise Problem(exc.status, str(exc)) from None
+                    raise _Failed(
+                        Problem(exc.status, str(exc)),
+                        never_connected=isinstance(exc, (ConnectError, ConnectTimeout)),
+                        before_response=isinstance(exc, UpstreamReset) and exc.before_response,
+                    ) from None
                 except BaseException:
                     self._discard(target, conn, sender)
                     raise
-                upstream.metrics.observe_upstream(
-                    upstream.name, target.label, str(head.status), time.perf_counter() - started
-                )
+                status = head.status
+                metrics.observe_upstream(upstream.name, target.label, str(status), time.perf_counter() - started)
+                if status >= 500:
+                    upstream.record_failure(target)
+                    if retry_on_status and status in _RETRY_STATUSES:
+                        self._discard(target, conn, sender)
+                        raise _RetryStatus(status)
+                else:
+                    upstream.record_success(target)
                 try:
                     return await self._relay(request, ex, conn, head, timeout)
                 finally:
@@ -230,15 +306,24 @@ class Forwarder:
         head: ResponseHead,
         timeout: float,
     ) -> web.StreamResponse:
-        headers = response_headers(head.headers)
-        headers["X-Request-ID"] = ex.request_id
-        for name, value in ex.extra_response_headers:
-            headers[name] = value
         status = head.status
         length = head.content_length
+        fast = request.version == HttpVersion11 and request.method != "HEAD" and status not in _NO_BODY_STATUSES
+        if fast and conn.body_ready():
+            # The common case: a complete small response to an HTTP/1.1 client. The edge
+            # adds X-Request-ID and the stages' headers before it is written.
+            return RawResponse(status=status, reason=head.reason, raw_headers=head.headers, body=conn.take_body())
+
+        headers = response_headers(head.headers)
+        headers["X-Request-ID"] = ex.request_id
+        if ex.extra_response_headers:
+            # Vary is merged, not replaced (CORS adds Origin to the upstream's Vary).
+            add_response_headers(headers, ex.extra_response_headers)
+        headers.setdefault("Server", "gateway")
+        reason = head.reason or None
 
         if request.method == "HEAD" or status in _NO_BODY_STATUSES:
-            out = web.StreamResponse(status=status, reason=head.reason or None, headers=headers)
+            out = web.StreamResponse(status=status, reason=reason, headers=headers)
             if length is not None and status not in _NO_BODY_STATUSES:
                 out.headers["Content-Length"] = str(length)
             await out.prepare(request)
@@ -246,7 +331,7 @@ class Forwarder:
             return out
 
         if conn.body_ready():
-            return web.Response(status=status, reason=head.reason or None, body=conn.take_body(), headers=headers)
+            return web.Response(status=status, reason=reason, body=conn.take_body(), headers=headers)
         if length is not None and length <= _SMALL_BODY:
             parts: list[bytes] = []
             try:
@@ -255,9 +340,9 @@ class Forwarder:
             except UpstreamError as exc:
                 conn.abort()
                 raise Problem(exc.status, str(exc)) from None
-            return web.Response(status=status, reason=head.reason or None, body=b"".join(parts), headers=headers)
+            return web.Response(status=status, reason=reason, body=b"".join(parts), headers=headers)
 
-        out = web.StreamResponse(status=status, reason=head.reason or None, headers=headers)
+        out = web.StreamResponse(status=status, reason=reason, headers=headers)
         if length is not None:
             out.content_length = length
         await out.prepare(request)

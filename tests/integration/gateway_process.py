@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,10 @@ def gateway_command() -> list[str]:
 
 
 class GatewayProcess:
-    def __init__(self, config: dict[str, Any], workdir: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: dict[str, Any], workdir: Path, *, env: dict[str, str] | None = None, args: Sequence[str] = ()
+    ) -> None:
+        """``args``: extra ``gateway run`` arguments (e.g. ``--workers 2``)."""
         self.port = free_port()
         self.admin_port = free_port()
         config = dict(config)
@@ -57,6 +61,7 @@ class GatewayProcess:
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.log_path = workdir / "gateway.log"
         self.env = {**os.environ, **(env or {})}
+        self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -70,7 +75,7 @@ class GatewayProcess:
     def start(self, timeout: float = 15.0) -> GatewayProcess:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [*gateway_command(), "run", "-c", str(self.config_path)],
+            [*gateway_command(), "run", "-c", str(self.config_path), *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,

@@ -21,6 +21,7 @@ def test_minimal_config_gets_defaults():
     assert config.server.listen == (("127.0.0.1", 8080),)
     assert config.server.max_body_size == 10 * 1024 * 1024
     assert config.server.shutdown_timeout == 15
+    assert config.server.workers == 1
     assert config.admin.listen == ("127.0.0.1", 9901)
     assert config.upstreams["menu"].timeouts.connect == 2
     assert config.routes[0].match.methods is None
@@ -35,12 +36,23 @@ def test_minimal_config_gets_defaults():
         ({"server": {"listen": "8080"}}, "server.listen[0]: expected an address like 127.0.0.1:8080"),
         ({"server": {"listne": "x"}}, "server.listne: unknown key (expected one of: listen,"),
         ({"server": {"max_header_size": 10}}, "server.max_header_size: expected at least 1KiB"),
+        ({"server": {"workers": 0}}, 'server.workers: expected an integer >= 1 or "auto", got 0'),
+        ({"server": {"workers": "many"}}, 'server.workers: expected an integer >= 1 or "auto", got \'many\''),
+        ({"server": {"workers": True}}, 'server.workers: expected an integer >= 1 or "auto", got True'),
         ({"surprise": 1}, "surprise: unknown key"),
         ({"upstreams": {"menu": {"targets": []}}}, "upstreams.menu.targets: "),
         ({"upstreams": {"menu": {"targets": ["ftp://x"]}}}, "upstreams.menu.targets[0].url: expected an http(s) URL"),
         ({"upstreams": {"menu": {"targets": ["http://a:1"], "host_header": "keep"}}}, "upstreams.menu.host_header: input should be 'preserve' or 'upstream', got 'keep'"),
         ({"upstreams": {"menu": {"targets": ["http://a:1"], "max_connections": 0}}}, "upstreams.menu.max_connections: input should be greater than or equal to 1, got 0"),
-        ({"upstreams": {"menu": {"targets": ["http://a:1"], "retries": 2}}}, "upstreams.menu.retries: unknown key"),
+        ({"upstreams": {"menu": {"targets": ["http://a:1"], "retry": 2}}}, "upstreams.menu.retry: unknown key"),
+        ({"upstreams": {"menu": {"targets": ["http://a:1"], "retries": -1}}}, "upstreams.menu.retries: input should be greater than or equal to 0"),
+        ({"upstreams": {"menu": {"targets": ["http://a:1"], "strategy": "random"}}}, "upstreams.menu.strategy: input should be 'round_robin', 'weighted', 'least_conn', 'p2c' or 'hash', got 'random'"),
+        ({"upstreams": {"menu": {"targets": ["http://a:1"], "strategy": "hash", "hash_on": "cookie"}}}, "upstreams.menu.hash_on: expected client_ip, subject or header:NAME"),
+        ({"upstreams": {"menu": {"targets": ["http://a:1"], "hash_on": "subject"}}}, "upstreams.menu: hash_on only applies to strategy: hash"),
+        ({"upstreams": {"menu": {"targets": ["http://a:1", "http://a:1"]}}}, "upstreams.menu: the same target URL is listed twice"),
+        ({"upstreams": {"menu": {"targets": [{"url": "http://a:1", "weight": 0}]}}}, "upstreams.menu.targets[0].weight: input should be greater than or equal to 1"),
+        ({"upstreams": {"menu": {"targets": ["http://a:1"], "health_check": {"interval": "often"}}}}, "upstreams.menu.health_check.interval: expected a duration"),
+        ({"upstreams": {"menu": {"targets": ["http://a:1"], "passive": {"failures": 0}}}}, "upstreams.menu.passive.failures: input should be greater than or equal to 1"),
         ({"routes": [{**ROUTE, "upstream": "nope"}]}, "routes[0].upstream: unknown upstream 'nope' (known: menu)"),
         ({"routes": [ROUTE, {**ROUTE}]}, "routes[1].name: duplicate route name 'r' (also routes[0])"),
         ({"routes": [{**ROUTE, "match": {"path": "api"}}]}, "routes[0].match.path: expected an absolute path"),

@@ -1,0 +1,104 @@
+"""Availability, passive ejection, the circuit and the retry budget of an upstream."""
+
+import asyncio
+
+from gateway.config.upstream import UpstreamConfig
+from gateway.metrics import Metrics
+from gateway.upstream.group import Upstream
+
+
+def upstream(n=3, **config):
+    cfg = UpstreamConfig.model_validate({"targets": [f"http://127.0.0.1:{9100 + i}" for i in range(n)], **config})
+    return Upstream("u", cfg, metrics=Metrics())
+
+
+def gauge(up, target):
+    return up.metrics.registry.get_sample_value(
+        "gateway_upstream_target_healthy", {"upstream": "u", "target": target.label}
+    )
+
+
+async def test_consecutive_failures_eject_and_a_timer_readmits():
+    up = upstream(passive={"failures": 2, "eject_for": "100ms"})
+    a = up.targets[0]
+    up.record_failure(a)
+    assert a in up.available
+    up.record_failure(a)
+    assert a not in up.available and a.ejected and a.ejections == 1
+    assert gauge(up, a) == 0
+    await asyncio.sleep(0.2)
+    assert a in up.available and not a.ejected and a.consecutive_failures == 0
+    assert gauge(up, a) == 1
+    await up.close()
+
+
+async def test_a_success_resets_the_streak():
+    up = upstream(passive={"failures": 2})
+    a = up.targets[0]
+    up.record_failure(a)
+    up.record_success(a)
+    up.record_failure(a)
+    assert a in up.available
+    await up.close()
+
+
+async def test_the_last_available_target_is_never_ejected():
+    up = upstream(2, passive={"failures": 1, "eject_for": "10s"})
+    a, b = up.targets
+    up.record_failure(a)
+    assert up.available == (b,)
+    up.record_failure(b)
+    up.record_failure(b)
+    assert up.available == (b,)
+    await up.close()
+
+
+async def test_passive_off():
+    up = upstream(2, passive=False)
+    for _ in range(10):
+        up.record_failure(up.targets[0])
+    assert len(up.available) == 2
+    await up.close()
+
+
+async def test_circuit_opens_when_every_target_fails_and_probes_once_a_second():
+    up = upstream(1, passive={"failures": 2})
+    (a,) = up.targets
+    assert up.admits()
+    up.record_failure(a)
+    up.record_failure(a)
+    assert up.admits()  # the first probe goes through
+    assert not up.admits() and not up.admits()
+    assert up.retry_after() == 1
+    up.record_success(a)
+    assert up.admits()
+    await up.close()
+
+
+async def test_active_verdicts_change_availability():
+    up = upstream(2)
+    a, b = up.targets
+    up.set_healthy(a, False)
+    assert up.available == (b,)
+    up.set_healthy(b, False)
+    assert up.available == ()
+    assert up.retry_after() >= 1
+    up.set_healthy(a, True)
+    assert up.available == (a,)
+    await up.close()
+
+
+async def test_retry_budget_bounds_retries_by_requests():
+    up = upstream(2)
+    spent = 0
+    for _ in range(100):
+        up.deposit()
+        while up.take_retry():
+            spent += 1
+    # never more retries than requests plus the small initial allowance
+    assert spent <= 100 + 10
+    for _ in range(50):
+        if up.take_retry():
+            spent += 1
+    assert spent <= 110
+    await up.close()
