@@ -20,6 +20,8 @@ import sys
 import time
 from typing import IO, Any
 
+from gateway.background import cancel_and_wait
+
 __all__ = ["AccessLog"]
 
 _PIPE_BUF = 4096  # POSIX minimum is 512; Linux's is 4096
@@ -94,13 +96,8 @@ class AccessLog:
             self.flush()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         self.flush()
         if self._owned and self._stream is not None:
             self._stream.close()

@@ -27,15 +27,16 @@ from gateway.http_server import EdgeServer
 from gateway.metrics import Metrics
 from gateway.runtime import Runtime
 
-__all__ = ["serve", "bind_socket"]
+__all__ = ["serve", "bind_socket", "open_socket"]
 
 log = logging.getLogger("gateway.server")
 
 _BACKLOG = 1024
 
 
-def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    """A listening socket; ``::`` is dual-stack (IPv4 peers appear as ::ffff:a.b.c.d)."""
+def open_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A bound, not yet listening socket; ``::`` is dual-stack (IPv4 peers appear as
+    ::ffff:a.b.c.d). The supervisor binds one without listening to fail early."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _, _, _, address = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -47,6 +48,16 @@ def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.soc
             # asyncio would set V6ONLY; "[::]:8080" is documented as dual-stack.
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if host == "::" else 1)
         sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening, non-blocking socket ready for ``loop.create_server(sock=...)``."""
+    sock = open_socket(host, port, reuse_port=reuse_port)
+    try:
         sock.listen(_BACKLOG)
         sock.setblocking(False)
     except OSError:

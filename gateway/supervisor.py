@@ -54,7 +54,7 @@ from gateway.config.loader import load_yaml
 from gateway.metrics import Metrics
 from gateway.metrics_merge import WorkerMetrics
 from gateway.restart_backoff import RestartBackoff
-from gateway.server import bind_socket
+from gateway.server import bind_socket, open_socket
 from gateway.supervisor_admin import WorkerInfo, build_supervisor_admin_app
 from gateway.worker import READY_MESSAGE
 
@@ -101,14 +101,7 @@ def read_config(path: Path) -> tuple[bytes, GatewayConfig]:
 def _probe_bind(host: str, port: int, *, reuse_port: bool) -> None:
     """Fail now, with the OSError a worker would hit, if an address cannot be bound.
     The probe does not listen, so no connection is ever queued on it."""
-    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if host == "::" else 1)
-        sock.bind(address)
+    open_socket(host, port, reuse_port=reuse_port).close()
 
 
 def describe_exit(code: int) -> str:

@@ -120,3 +120,17 @@ def write(path: Path, data: bytes | str | dict[str, Any]) -> str:
         data = data.encode()
     path.write_bytes(data)
     return str(path)
+
+
+def jwt_section(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    """An ``auth.jwt`` section shaped like the demo's (simplejwt RS256 tokens)."""
+    section = {
+        "algorithms": ["RS256"],
+        "public_key_file": write(tmp_path / "jwt.pub", key_pair("rsa").public_pem()),
+        "issuer": "little-lemon",
+        "required_claims": {"token_type": "access"},
+        "subject_claim": "user_id",
+        "forward_claims": {"user_id": "X-User-Id"},
+    }
+    section.update(extra)
+    return section

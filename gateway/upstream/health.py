@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import aiohttp
 
+from gateway.background import cancel_and_wait
 from gateway.config.upstream import HealthCheckConfig
 from gateway.upstream.balancer import Target
 
@@ -45,13 +46,8 @@ class ActiveHealthChecker:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"health:{self.upstream}")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -15,22 +15,9 @@ import pytest
 from aiohttp import web
 
 from tests.integration.gateway_process import gateway_command
-from tests.jwt_keys import base_claims, jwks_document, key_pair, write
+from tests.jwt_keys import base_claims, jwks_document, key_pair, write, jwt_section
 
 APP = "https://app.example.com"
-
-
-def jwt_section(tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    section = {
-        "algorithms": ["RS256"],
-        "public_key_file": write(tmp_path / "jwt.pub", key_pair("rsa").public_pem()),
-        "issuer": "little-lemon",
-        "required_claims": {"token_type": "access"},
-        "subject_claim": "user_id",
-        "forward_claims": {"user_id": "X-User-Id"},
-    }
-    section.update(extra)
-    return section
 
 
 def menu_config(tmp_path: Path, upstream_url: str, **sections: Any) -> dict[str, Any]:

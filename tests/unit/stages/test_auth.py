@@ -15,23 +15,10 @@ from hypothesis import strategies as st
 
 from gateway.stages import auth
 from gateway.stages.auth import parse_bearer
-from tests.jwt_keys import HS_SECRET, base_claims, forge, hs_token, key_pair, write
+from tests.jwt_keys import HS_SECRET, base_claims, forge, hs_token, key_pair, write, jwt_section
 from tests.unit.stages.stage_harness import Upstream, call, config_with, deps_for, metric
 
 REALM = 'Bearer realm="gateway"'
-
-
-def jwt_section(tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    section = {
-        "algorithms": ["RS256"],
-        "public_key_file": write(tmp_path / "jwt.pub", key_pair("rsa").public_pem()),
-        "issuer": "little-lemon",
-        "required_claims": {"token_type": "access"},
-        "subject_claim": "user_id",
-        "forward_claims": {"user_id": "X-User-Id"},
-    }
-    section.update(extra)
-    return section
 
 
 def setup(tmp_path: Path, mode: str, require_claims: dict[str, Any] | None = None, **jwt_extra: Any):
