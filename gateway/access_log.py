@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from gateway.background import cancel_and_wait
 
-__all__ = ["AccessLog"]
+__all__ = ["AccessLog", "AccessLogError"]
 
 _PIPE_BUF = 4096  # POSIX minimum is 512; Linux's is 4096
 
@@ -33,6 +33,10 @@ def _atomic_write_limit(stream: IO[str]) -> int | None:
         return None if stat.S_ISREG(os.fstat(stream.fileno()).st_mode) else _PIPE_BUF
     except (OSError, ValueError, AttributeError):  # no real fd (a test's capture): be safe
         return _PIPE_BUF
+
+
+class AccessLogError(RuntimeError):
+    """The access log file cannot be opened (a directory that vanished, permissions)."""
 
 
 class AccessLog:
@@ -46,7 +50,10 @@ class AccessLog:
         elif target == "stderr":
             self._stream = sys.stderr
         else:
-            self._stream = open(target, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            try:
+                self._stream = open(target, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            except OSError as exc:
+                raise AccessLogError(f"cannot open the access log {target}: {exc.strerror or exc}") from None
             self._owned = True
         self._write_limit = _atomic_write_limit(self._stream) if self._stream is not None else None
         self._buffer: list[str] = []

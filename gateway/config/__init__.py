@@ -8,6 +8,7 @@ YAML path, as a :class:`ConfigError`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import UnionType
@@ -63,8 +64,26 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 
 def _locate(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Drop pydantic's internal location parts (validator names of unions, etc.)."""
-    return tuple(p for p in loc if isinstance(p, int) or not str(p).startswith(("function-", "tuple[", "union[")))
+    """Drop pydantic's internal location parts: validator names, and the union branch
+    tags (``RouteCors``, ``literal[False]``) that are class names, not YAML keys."""
+    return tuple(
+        p
+        for p in loc
+        if isinstance(p, int)
+        or not (str(p).startswith(("function-", "tuple[", "union[", "literal[", "dict[", "list[")) or str(p)[:1].isupper())
+    )
+
+
+_SECRET_KEYS = frozenset({"token", "secret", "password"})
+_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+
+
+def _shown(loc: tuple[Any, ...], value: Any) -> str:
+    """How an offending value appears in an error: never a secret, never a password."""
+    if loc and loc[-1] in _SECRET_KEYS:
+        return "a value of the wrong type (not shown: it is a secret)"
+    text = repr(value)
+    return _USERINFO.sub("***@", text)
 
 
 _OWN_ERRORS = frozenset(
@@ -91,7 +110,9 @@ def _issue(error: Mapping[str, Any]) -> ConfigIssue:
     # Our own grammar errors already say "expected X, got Y"; pydantic's built-in
     # ones ("Input should be a valid integer") get the offending value appended.
     if kind not in _OWN_ERRORS and value is not None and not isinstance(value, (dict, list)):
-        message = f"{message[0].lower()}{message[1:]}, got {value!r}"
+        message = f"{message[0].lower()}{message[1:]}, got {_shown(loc, value)}"
+    elif loc and loc[-1] in _SECRET_KEYS or "://" in message:
+        message = _USERINFO.sub("***@", message)
     return ConfigIssue(format_path(loc), message)
 
 
@@ -115,6 +136,18 @@ def _check_references(config: GatewayConfig) -> list[ConfigIssue]:
     issues += check_cors(config)
     issues += check_store(config)
     issues += check_throttle(config)
+    seen_matches: dict[tuple[Any, ...], int] = {}
+    for index, route in enumerate(config.routes):
+        key = (route.match.path, route.match.methods and frozenset(route.match.methods), route.match.host)
+        if key in seen_matches:
+            issues.append(
+                ConfigIssue(
+                    f"routes[{index}].match",
+                    f"matches exactly what routes[{seen_matches[key]}] matches, so this route can never be chosen",
+                )
+            )
+        else:
+            seen_matches[key] = index
     listens = set(config.server.listen)
     if config.admin.listen in listens:
         issues.append(ConfigIssue("admin.listen", "must differ from every server.listen address"))
@@ -130,6 +163,17 @@ def parse_config(data: Any) -> GatewayConfig:
     except ValidationError as exc:
         found = exc.errors(include_url=False)
         # An item that failed validation also makes its list "too short"; say only the cause.
+        # A value refused by every branch of `Model | false` yields one error per
+        # branch; the model branch's is the useful one.
+        branch_errors = {_locate(tuple(e["loc"])) for e in found if e["type"] != "literal_error"}
+        found = [
+            e
+            for e in found
+            if not (e["type"] == "literal_error" and any(
+                loc[: len(_locate(tuple(e["loc"])))] == _locate(tuple(e["loc"])) and loc != _locate(tuple(e["loc"]))
+                for loc in branch_errors
+            ))
+        ]
         failed = [tuple(e["loc"]) for e in found if e["type"] != "too_short"]
         found = [
             e

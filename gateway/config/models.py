@@ -99,6 +99,21 @@ class ServerConfig(Model):
         # YAML reads a bare `off` as the boolean false.
         return "off" if value is False or value is None else value
 
+    @field_validator("access_log")
+    @classmethod
+    def _access_log_target(cls, value: str) -> str:
+        if value in ("stdout", "stderr", "off"):
+            return value
+        from pathlib import Path
+
+        if not value.strip():
+            raise PydanticCustomError("path", "expected stdout, stderr, off or a file path, got ''")
+        if not Path(value).parent.is_dir():
+            raise PydanticCustomError(
+                "path", "the directory for the access log does not exist: {value}", {"value": str(Path(value).parent)}
+            )
+        return value
+
 
 class AdminConfig(Model):
     listen: HostPort = ("127.0.0.1", 9901)

@@ -65,6 +65,13 @@ class TimeoutsConfig(Model):
     response: Duration = 30.0
     """Silence while waiting for the response head or the next body bytes; exceeded -> 504."""
 
+    @field_validator("connect", "response")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise PydanticCustomError("duration", "expected a duration above 0 (0 would fail every request)")
+        return value
+
 
 class HealthCheckConfig(Model):
     """Active checks: one GET per target per interval, per gateway process."""
@@ -82,11 +89,12 @@ class HealthCheckConfig(Model):
             raise PydanticCustomError("path", "expected an absolute path like /healthz, got {value}", {"value": repr(value)})
         return value
 
-    @model_validator(mode="after")
-    def _timeout_fits(self) -> HealthCheckConfig:
-        if self.interval <= 0:
-            raise PydanticCustomError("duration", "interval must be more than 0")
-        return self
+    @field_validator("interval", "timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise PydanticCustomError("duration", "expected a duration above 0")
+        return value
 
 
 class PassiveConfig(Model):

@@ -107,3 +107,30 @@ def test_schema_is_json_and_forbids_unknown_keys():
     schema = json.loads(json_schema())
     assert schema["additionalProperties"] is False
     assert "routes" in schema["properties"]
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"upstreams": {"menu": {"targets": ["http://a:1"], "timeouts": {"connect": 0}}}}, "upstreams.menu.timeouts.connect: expected a duration above 0"),
+        ({"upstreams": {"menu": {"targets": ["http://a:1"], "timeouts": {"response": "0s"}}}}, "upstreams.menu.timeouts.response: expected a duration above 0"),
+        ({"upstreams": {"menu": {"targets": ["http://a:1"], "health_check": {"timeout": 0}}}}, "upstreams.menu.health_check.timeout: expected a duration above 0"),
+        ({"server": {"access_log": "/nonexistent/dir/access.log"}}, "server.access_log: the directory for the access log does not exist: /nonexistent/dir"),
+        ({"server": {"access_log": "  "}}, "server.access_log: expected stdout, stderr, off or a file path"),
+        ({"routes": [ROUTE, {**ROUTE, "name": "twin", "match": {"path": "/api/"}}]}, "routes[1].match: matches exactly what routes[0] matches"),
+    ],
+)
+def test_values_that_would_break_every_request_are_refused(patch, expected):
+    data = {"upstreams": UPSTREAMS, "routes": [ROUTE], **patch}
+    found = errors(data)
+    assert any(e.startswith(expected) for e in found), found
+
+
+def test_secrets_are_never_echoed_in_errors():
+    found = errors({"upstreams": UPSTREAMS, "routes": [ROUTE], "admin": {"token": 123456789}})
+    assert found and all("123456789" not in e for e in found), found
+
+
+def test_union_branches_do_not_leak_into_paths():
+    found = errors({"upstreams": UPSTREAMS, "routes": [{**ROUTE, "cors": {"allow_origins": "nope", "bogus": 1}}]})
+    assert found and all("RouteCors" not in e and "literal[" not in e for e in found), found
