@@ -73,10 +73,10 @@ WorkerCount = Annotated[
 
 
 class ServerConfig(Model):
-    listen: Annotated[tuple[HostPort, ...], BeforeValidator(_as_list)] = Field(
-        default=(("127.0.0.1", 8080),), min_length=1
+    listen: Annotated[tuple[HostPort, ...], BeforeValidator(_as_list, json_schema_input_type=str | list[str])] = Field(
+        default=(("127.0.0.1", 8080),), min_length=1, json_schema_extra={"default": "127.0.0.1:8080"}
     )
-    trusted_proxies: tuple[Cidr, ...] = ()
+    trusted_proxies: Annotated[tuple[Cidr, ...], BeforeValidator(_as_list, json_schema_input_type=str | list[str])] = ()
     max_body_size: Size = 10 * 1024 * 1024
     max_header_size: Size = 16 * 1024
     shutdown_timeout: Duration = 15.0
@@ -116,7 +116,7 @@ class ServerConfig(Model):
 
 
 class AdminConfig(Model):
-    listen: HostPort = ("127.0.0.1", 9901)
+    listen: HostPort = Field(default=("127.0.0.1", 9901), json_schema_extra={"default": "127.0.0.1:9901"})
     token: Annotated[str | None, BeforeValidator(_empty_to_none)] = None
     """When set, every admin endpoint but /healthz needs ``Authorization: Bearer <token>``."""
 

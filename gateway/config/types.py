@@ -43,7 +43,13 @@ Duration = Annotated[
     float,
     BeforeValidator(_wrap(parse_duration, "duration")),
     WithJsonSchema(
-        {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)$", "examples": ["250ms", "30s"]}
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"},
+                {"type": "number", "minimum": 0},
+            ],
+            "examples": ["250ms", "30s", "5m"],
+        }
     ),
 ]
 """Seconds, written ``250ms`` / ``30s`` / ``5m`` / ``1h``."""
@@ -51,7 +57,9 @@ Duration = Annotated[
 Size = Annotated[
     int,
     BeforeValidator(_wrap(parse_size, "size")),
-    WithJsonSchema({"type": "string", "pattern": r"^\d+(B|KiB|MiB|GiB|KB|MB|GB)?$"}),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "pattern": r"^\s*\d+\s*(B|KiB|MiB|GiB|KB|MB|GB|K|M|G)?\s*$"}, {"type": "integer", "minimum": 0}]}
+    ),
 ]
 """Bytes, written ``512KiB`` / ``10MiB``."""
 

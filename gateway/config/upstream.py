@@ -115,7 +115,9 @@ def _passive_switch(value: Any) -> Any:
 
 
 class UpstreamConfig(Model):
-    targets: Annotated[tuple[TargetConfig, ...], BeforeValidator(_target_shorthand)] = Field(min_length=1)
+    targets: Annotated[
+        tuple[TargetConfig, ...], BeforeValidator(_target_shorthand, json_schema_input_type=list[str | TargetConfig])
+    ] = Field(min_length=1)
     strategy: Literal["round_robin", "weighted", "least_conn", "p2c", "hash"] = "round_robin"
     hash_on: str = "client_ip"
     """For ``strategy: hash``: ``client_ip``, ``subject`` or ``header:NAME``."""
@@ -127,7 +129,9 @@ class UpstreamConfig(Model):
     """Further attempts, each to a different target, for idempotent requests (and for
     any request whose connection was never established)."""
     health_check: HealthCheckConfig | None = None
-    passive: Annotated[PassiveConfig | None, BeforeValidator(_passive_switch)] = PassiveConfig()
+    passive: Annotated[
+        PassiveConfig | None, BeforeValidator(_passive_switch, json_schema_input_type=PassiveConfig | bool)
+    ] = PassiveConfig()
     """Ejection from real traffic; ``false`` turns it off."""
 
     @field_validator("hash_on")
