@@ -91,6 +91,8 @@ class Target:
     root_pid: int
     headers: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    helper_pids: list[int] = field(default_factory=list)
+    """Services the target needs (its Redis): their CPU is charged to the target."""
 
 
 @dataclass
@@ -679,7 +681,38 @@ def read_headers(path: Path) -> list[str]:
 
 def render_scenario(template: str, values: dict[str, str]) -> str:
     """Substitute only our placeholders; any other ${NAME} is left for the gateway's env expansion."""
-    return re.sub(r"\$\{(LISTEN|ADMIN|UPSTREAM)\}", lambda m: values[m.group(1)], template)
+    return re.sub(r"\$\{([A-Z_]+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+def start_redis(procs: Processes) -> tuple[subprocess.Popen, str]:
+    """A redis-server without persistence, for scenarios that write ${REDIS}."""
+    server = find_tool("redis-server", install=True)
+    if server is None:
+        raise StartError("redis-server not found on PATH (apt-get install -y redis-server)")
+
+    def attempt() -> tuple[subprocess.Popen, str]:
+        port = free_port()
+        proc = procs.start("redis", [server, "--port", str(port), "--bind", HOST, "--save", "",
+                                     "--appendonly", "no", "--dir", str(procs.workdir)])
+        wait_ready(procs, proc, "redis-server", lambda: redis_pong(port))
+        return proc, f"{HOST}:{port}"
+
+    return with_port_retry(attempt)
+
+
+def redis_pong(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+SERVICES: dict[str, Callable[[Processes], tuple[subprocess.Popen, str]]] = {"REDIS": start_redis}
+"""Placeholders a scenario may write besides LISTEN/ADMIN/UPSTREAM, each filled with
+the host:port of a service started once for every scenario that names it; the
+service's CPU is charged to the scenario's row (it is part of what is measured)."""
 
 
 def gateway_processes(config_text: str) -> int | None:
@@ -691,19 +724,32 @@ def gateway_processes(config_text: str) -> int | None:
     return os.cpu_count() if workers == "auto" else workers if isinstance(workers, int) else None
 
 
-def start_gateway(procs: Processes, gateway: Path, scenario: Scenario, upstream: str) -> Target:
+def start_services(procs: Processes, scenario: Scenario,
+                   running: dict[str, tuple[subprocess.Popen, str]]) -> dict[str, tuple[subprocess.Popen, str]]:
+    """The SERVICES a scenario's template names, started on first use and shared."""
+    wanted = set(re.findall(r"\$\{([A-Z_]+)\}", scenario.template)) & SERVICES.keys()
+    for name in sorted(wanted - running.keys()):
+        running[name] = SERVICES[name](procs)
+        print(f"  {name.lower()} on {running[name][1]}")
+    return {name: running[name] for name in wanted}
+
+
+def start_gateway(procs: Processes, gateway: Path, scenario: Scenario, upstream: str,
+                  services: dict[str, tuple[subprocess.Popen, str]]) -> Target:
     """Generate the scenario's config and wait for /healthz and a 200 through the gateway."""
     label = f"gateway: {scenario.name}"
 
     def attempt() -> Target:
-        values = {"LISTEN": f"{HOST}:{free_port()}", "ADMIN": f"{HOST}:{free_port()}", "UPSTREAM": upstream}
+        values = {"LISTEN": f"{HOST}:{free_port()}", "ADMIN": f"{HOST}:{free_port()}", "UPSTREAM": upstream,
+                  **{name: address for name, (_, address) in services.items()}}
         conf = procs.workdir / f"gateway-{scenario.name}.yaml"
         conf.write_text(render_scenario(scenario.template, values))
         env = {**os.environ, **values, "PYTHONUNBUFFERED": "1"}
         proc = procs.start(f"gateway-{scenario.name}", [str(gateway), "run", "-c", str(conf)], env=env, cwd=REPO)
         wait_ready(procs, proc, label, lambda: returns_200(values["ADMIN"], "/healthz")
                    and returns_200(values["LISTEN"], "/", scenario.headers))
-        return Target(label, values["LISTEN"], proc.pid, list(scenario.headers))
+        return Target(label, values["LISTEN"], proc.pid, list(scenario.headers),
+                      helper_pids=[service.pid for service, _ in services.values()])
 
     return with_port_retry(attempt)
 
@@ -718,13 +764,15 @@ def start_gateways(procs: Processes, gateway: Path, scenarios: list[Scenario], u
               f"{gateway} does not exist (install the package into .venv first)")
         return [], []
     targets, failed = [], []
+    running: dict[str, tuple[subprocess.Popen, str]] = {}
     for scenario in scenarios:
         workers = gateway_processes(render_scenario(scenario.template, {"LISTEN": "x", "ADMIN": "x", "UPSTREAM": "x"}))
         if workers is not None and workers != nginx_workers:
             print(f"note: scenario {scenario.name} runs {workers} gateway process(es) against "
                   f"{nginx_workers} nginx worker(s): CPU budgets differ (see --nginx-workers)")
         try:
-            targets.append(start_gateway(procs, gateway, scenario, upstream))
+            services = start_services(procs, scenario, running)
+            targets.append(start_gateway(procs, gateway, scenario, upstream, services))
             print(f"  started gateway scenario {scenario.name} on {targets[-1].address}")
         except StartError as exc:
             failed.append(scenario.name)
@@ -779,9 +827,10 @@ def measure_once(settings: Settings, target: Target, upstream: Target, connectio
     wrk = run_wrk(settings, target, connections, settings.duration)
     wall, cpu1, after = time.monotonic() - t0, machine_cpu(), snapshot()
     ours = {os.getpid()}  # wrk is our child: reaped, its CPU is in our cutime
-    for root in (target.root_pid, upstream.root_pid):
+    roots = (target.root_pid, *target.helper_pids)
+    for root in (*roots, upstream.root_pid):
         ours |= tree_pids(root, before) | tree_pids(root, after)
-    cpu_ticks = tree_ticks(target.root_pid, after) - tree_ticks(target.root_pid, before)
+    cpu_ticks = sum(tree_ticks(root, after) - tree_ticks(root, before) for root in roots)
     others = others_ticks(before, after, cpu1.busy - cpu0.busy, ours)
     return RunResult(
         label=target.label, connections=connections, run=run, rps=wrk.rps,

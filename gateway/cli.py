@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from gateway.config import ConfigError, GatewayConfig, json_schema, load_config
+from gateway.config.store import redacted_url
+from gateway.config.throttle import effective_throttle, throttle_warnings
 
 __all__ = ["main"]
 
@@ -24,11 +26,22 @@ def _summary(config: GatewayConfig) -> str:
         methods = ",".join(route.match.methods) if route.match.methods else "*"
         host = f" host={route.match.host}" if route.match.host else ""
         strip = " strip_prefix" if route.strip_prefix else ""
-        lines.append(f"  {route.name:<20} {methods:<22} {route.match.path}{host} -> {route.upstream}{strip}")
+        limits = effective_throttle(config.throttle, route.throttle)
+        throttle = "" if limits is None else " throttle[" + ", ".join(
+            f"{name} {rate}" + (f" burst {limits.burst}" if limits.burst else "")
+            for name, rate in (("anonymous", limits.anonymous), ("authenticated", limits.authenticated)) if rate
+        ) + "]"
+        lines.append(f"  {route.name:<20} {methods:<22} {route.match.path}{host} -> {route.upstream}{strip}{throttle}")
     lines.append(f"upstreams ({len(config.upstreams)}):")
     for name, upstream in config.upstreams.items():
         targets = ", ".join(t.url for t in upstream.targets)
         lines.append(f"  {name:<20} {targets}")
+    store = config.store
+    if store.kind == "memory":
+        lines.append("store: memory (buckets in each process)")
+    else:
+        lines.append(f"store: redis {redacted_url(store.url or '')}{' (cluster)' if store.cluster else ''}"
+                     f"   timeout: {store.timeout * 1000:g}ms   on_error: {store.on_error}")
     return "\n".join(lines)
 
 
@@ -48,6 +61,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         return 2
     print(f"{args.config}: OK")
     print(_summary(config))
+    for warning in throttle_warnings(config):
+        print(f"warning: {warning}")
     return 0
 
 
@@ -66,6 +81,7 @@ def _workers_arg(text: str) -> int | str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from gateway.access_log import AccessLogError
     from gateway.http_server import ParserUnavailable, require_c_parser
     from gateway.server import serve
     from gateway.supervisor import WorkerStartError, run_supervisor, worker_count
@@ -90,6 +106,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             serve(Path(args.config), config)  # no supervisor: the fast, simple default
         else:
             return run_supervisor(Path(args.config), config, workers=workers)
+    except AccessLogError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"gateway: cannot listen: {exc}", file=sys.stderr)
         return 1
@@ -165,7 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:
+        # `gateway check | head`: the reader left; that is not an error of ours.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from gateway.problem import Problem
     from gateway.routing import CompiledRoute
 
 __all__ = ["Exchange", "EXCHANGE"]
@@ -37,6 +38,10 @@ class Exchange:
     subject: str | None = None
     """The verified caller identity, set by the auth stage when a token verifies."""
     claims: dict[str, Any] | None = None
+    auth_problem: Problem | None = None
+    """The 401 the authenticate stage decided on (missing or invalid token). It is
+    raised by the authorize stage, after throttling has counted the request against
+    its client IP's anonymous bucket."""
     upstream_headers: list[tuple[str, str]] = field(default_factory=list)
     """Headers stages want sent upstream (identity claims), set after the client's are filtered."""
     extra_response_headers: list[tuple[str, str]] = field(default_factory=list)

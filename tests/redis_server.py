@@ -59,7 +59,12 @@ class RedisServer:
             "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
         ]
         if self.cluster:
-            argv += ["--cluster-enabled", "yes", "--cluster-config-file", str(self.workdir / f"nodes-{self.port}.conf")]
+            # The cluster bus defaults to port + 10000, past 65535 for the high ports
+            # the kernel hands out: give it a free port of its own.
+            argv += [
+                "--cluster-enabled", "yes", "--cluster-port", str(free_port()),
+                "--cluster-config-file", str(self.workdir / f"nodes-{self.port}.conf"),
+            ]
         log = (self.workdir / f"redis-{self.port}.log").open("ab")
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

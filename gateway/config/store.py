@@ -13,7 +13,7 @@ for the day someone switches to Redis.
 from __future__ import annotations
 
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -22,7 +22,7 @@ from gateway.config.base import Model
 from gateway.config.errors import ConfigIssue
 from gateway.config.types import Duration
 
-__all__ = ["StoreConfig", "REDIS_SCHEMES", "check_store"]
+__all__ = ["StoreConfig", "REDIS_SCHEMES", "check_store", "redacted_url"]
 
 REDIS_SCHEMES = frozenset({"redis", "rediss"})
 
@@ -88,3 +88,12 @@ def check_store(config: Any) -> list[ConfigIssue]:
     if store.cluster and store.url is not None and urlsplit(store.url).path.strip("/") not in ("", "0"):
         return [ConfigIssue("store.url", "Redis Cluster has only database 0; drop the /N from the URL")]
     return []
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password masked, for logs, ``/status`` and ``gateway check``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))

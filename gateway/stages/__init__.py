@@ -3,7 +3,8 @@
 The full pipeline (SPEC §1) is::
 
     accept -> normalise path -> route -> client IP        (the edge handler)
-           -> cors -> firewall -> authenticate -> throttle -> cache (per-route stages, here)
+           -> cors -> firewall -> authenticate -> throttle -> authorize -> cache
+                                                          (per-route stages, here)
            -> balance + forward                           (the route's forwarder)
 
 Each capability adds its factory here, at its place in the order; a route's chain is
@@ -13,7 +14,7 @@ built from this dict, never from an if-chain.
 from __future__ import annotations
 
 from gateway.pipeline import StageFactory
-from gateway.stages import auth, cors, firewall
+from gateway.stages import auth, authorize, cors, firewall, throttle
 
 __all__ = ["STAGES"]
 
@@ -22,5 +23,10 @@ STAGES: dict[str, StageFactory] = {
     # carries credentials), and its headers must be on every later refusal too.
     "cors": cors.build,
     "firewall": firewall.build,
-    "auth": auth.build,
+    # authenticate only records a missing or invalid token; throttle then counts the
+    # request (by subject when verified, else by client IP) and only authorize
+    # raises the 401/403: a failed token still costs its IP's anonymous bucket.
+    "authenticate": auth.build,
+    "throttle": throttle.build,
+    "authorize": authorize.build,
 }

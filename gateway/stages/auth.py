@@ -5,6 +5,12 @@ on the verified subject: a request leaves this stage either anonymous (no token,
 ``optional`` route) or with ``ex.subject`` / ``ex.claims`` set from a token whose
 signature and claims verified -- never with an identity taken on the token's word.
 
+This stage only *decides*: a missing (where required) or invalid token is recorded as
+``ex.auth_problem`` and the request goes on, still anonymous, through throttling --
+so a caller guessing tokens spends its client IP's anonymous bucket -- to the
+``authorize`` stage (``authorize.py``), which raises it. Nothing reaches the
+upstream in between: throttling either refuses or hands on to ``authorize``.
+
 Per route (``auth``):
 - ``none``: this stage is not in the chain; the ``Authorization`` header passes to
   the backend untouched.
@@ -13,8 +19,8 @@ Per route (``auth``):
 - ``required``: no header -> 401 with ``WWW-Authenticate: Bearer realm="gateway"``.
 
 A token present but invalid is 401 with ``Bearer error="invalid_token",
-error_description="..."`` (RFC 6750 §3). ``require_claims`` not met is 403. The
-upstream is never contacted for any of these. ``forward_claims`` headers are queued on
+error_description="..."`` (RFC 6750 §3). ``require_claims`` not met is 403 (checked
+by ``authorize``). The upstream is never contacted for any of these. ``forward_claims`` headers are queued on
 ``ex.upstream_headers``; the client's own copies of those headers (in every spelling)
 were already stripped by the forwarder's header filter.
 """
@@ -27,7 +33,7 @@ from types import MappingProxyType
 
 from aiohttp import web
 
-from gateway.auth.verifier import REASONS, AuthFailure, claim_matches
+from gateway.auth.verifier import REASONS, AuthFailure
 from gateway.config.models import RouteConfig
 from gateway.exchange import EXCHANGE
 from gateway.pipeline import Handler, Stage, StageDeps
@@ -66,7 +72,6 @@ def build(route: RouteConfig, deps: StageDeps) -> Stage | None:
     if authenticator is None:  # parse_config refuses this; a hand-built config may not
         raise ValueError(f"route {route.name!r} has auth: {route.auth}, but there is no auth.jwt section")
     required = route.auth == "required"
-    requirements = tuple(route.require_claims.items())
     failures = deps.metrics.auth_failures(route.name, REASONS)
     route_name = route.name
 
@@ -75,38 +80,29 @@ def build(route: RouteConfig, deps: StageDeps) -> Stage | None:
         log.debug("route %s: token refused (%s): %s", route_name, failure.reason, failure.description)
         return Problem(401, failure.description, headers=_challenge(failure.description))
 
-    async def auth(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
+    async def authenticate(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
         ex = request[EXCHANGE]
         value = request.headers.get("Authorization")
         if value is None:
             if required:
                 failures["missing"].inc()
-                raise Problem(401, "this route needs a bearer token", headers=_CHALLENGE_MISSING)
+                ex.auth_problem = Problem(401, "this route needs a bearer token", headers=_CHALLENGE_MISSING)
             return await handler(request)
         token = parse_bearer(value)
         if token is None:
-            raise refuse(AuthFailure("malformed", _MALFORMED))
+            ex.auth_problem = refuse(AuthFailure("malformed", _MALFORMED))
+            return await handler(request)
         verified = authenticator.cached(token)
         if verified is None:
             try:
                 verified = await authenticator.verify(token)
             except AuthFailure as failure:
-                raise refuse(failure) from None
-        if requirements:
-            claims = verified.claims
-            for name, expected in requirements:
-                actual = claims.get(name)
-                if not (
-                    any(claim_matches(item, expected) for item in actual)
-                    if isinstance(actual, list)
-                    else claim_matches(actual, expected)
-                ):
-                    failures["insufficient_claims"].inc()
-                    raise Problem(403, "the token does not grant access to this route")
-        ex.subject = verified.subject
-        ex.claims = verified.claims
-        if verified.upstream_headers:
-            ex.upstream_headers.extend(verified.upstream_headers)
+                ex.auth_problem = refuse(failure)
+        if verified is not None:
+            ex.subject = verified.subject
+            ex.claims = verified.claims
+            if verified.upstream_headers:
+                ex.upstream_headers.extend(verified.upstream_headers)
         return await handler(request)
 
-    return auth
+    return authenticate

@@ -31,14 +31,13 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import AskError, ClusterDownError, NoScriptError, RedisClusterException, RedisError, TryAgainError
 
-from gateway.config.store import StoreConfig
+from gateway.config.store import StoreConfig, redacted_url
 from gateway.metrics import Metrics
 from gateway.store.base import BucketPolicy, Decision, StoreUnavailable
 from gateway.store.circuit import PROBE_INTERVAL, Circuit
@@ -75,15 +74,6 @@ def _bulk(value: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(value), value)
 
 
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
-
-
 class RedisStore:
     kind = "redis"
 
@@ -98,6 +88,7 @@ class RedisStore:
         if config.url is None:  # StoreConfig refuses this; a hand-built one may not
             raise ValueError("store.kind redis needs store.url")
         self._config = config
+        self._url = redacted_url(config.url)
         self._timeout = config.timeout
         # Our own deadlines bound every call (asyncio.timeout), so redis-py keeps no
         # socket timeout of its own (its per-read timers would cost on every call)
@@ -136,7 +127,9 @@ class RedisStore:
 
     async def start(self) -> None:
         try:
-            async with asyncio.timeout(self._timeout * 4):  # the first connect may be a TLS handshake
+            # Cluster discovery is a few round trips (CLUSTER SLOTS, COMMAND); a single
+            # server's check is one batched PING, itself bounded by store.timeout.
+            async with asyncio.timeout(self._timeout * 4):
                 if self._single is not None:
                     await self._single.submit(_PING)
                 else:
@@ -147,7 +140,7 @@ class RedisStore:
             self._circuit.failed()
             log.warning(
                 "store %s is unreachable at start-up (%s); throttling applies on_error=%s until it answers",
-                _redacted(self._config.url or ""), _describe(exc), self._on_error,
+                self._url, _describe(exc), self._on_error,
             )
 
     async def close(self) -> None:
@@ -168,7 +161,7 @@ class RedisStore:
             else:
                 if circuit.is_open:
                     circuit.succeeded()
-                    log.warning("store %s answers again; throttling uses it", _redacted(self._config.url or ""))
+                    log.info("store %s answers again; throttling uses it", self._url)
                 return Decision(reply[0] == 1, reply[1], reply[2] / 1000.0, reply[3] / 1000.0)
         return self._outage(key, policy)
 
@@ -211,8 +204,8 @@ class RedisStore:
         self._circuit.failed()
         if not was_open:
             log.warning(
-                "store %s failed (%s); throttling applies on_error=%s, probing every %.0fs",
-                _redacted(self._config.url or ""), _describe(exc), self._on_error, self._circuit.interval,
+                "store %s failed (%s); throttling applies on_error=%s, probing every %gs",
+                self._url, _describe(exc), self._on_error, self._circuit.interval,
             )
 
     def _outage(self, key: str, policy: BucketPolicy) -> Decision:
@@ -226,7 +219,7 @@ class RedisStore:
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "kind": self.kind,
-            "url": _redacted(self._config.url or ""),
+            "url": self._url,
             "cluster": self._config.cluster,
             "state": "down" if self._circuit.is_open else "up",
             "on_error": self._on_error,

@@ -52,5 +52,5 @@ def test_neighbours_pass(runtime, name):
 
 def test_the_runtime_shares_one_authenticator(runtime):
     assert runtime.authenticator is not None
-    assert runtime.route_stages["closed"] == ("auth",)
+    assert runtime.route_stages["closed"] == ("authenticate", "authorize")
     assert runtime.route_stages["open"] == ()

@@ -15,10 +15,10 @@ from gateway.config import GatewayConfig, parse_config
 from gateway.exchange import EXCHANGE, Exchange
 from gateway.headers import add_response_headers
 from gateway.metrics import Metrics
-from gateway.pipeline import Stage, StageDeps
+from gateway.pipeline import Stage, StageDeps, compose
 from gateway.problem import Problem
 
-__all__ = ["config_with", "deps_for", "Upstream", "call", "metric"]
+__all__ = ["config_with", "deps_for", "Upstream", "call", "chain", "metric"]
 
 UPSTREAMS = {"app": {"targets": ["http://127.0.0.1:9"]}}
 
@@ -77,6 +77,19 @@ async def call(
         response = problem.response()
         add_response_headers(response.headers, ex.extra_response_headers)
     return response, ex
+
+
+def chain(*stages: Stage | None) -> Stage | None:
+    """Stages run in order as one (``None`` when none is in the chain), for stages that
+    share one job, like ``authenticate`` + ``authorize``."""
+    present = [stage for stage in stages if stage is not None]
+    if not present:
+        return None
+
+    async def chained(request: web.BaseRequest, handler: Any) -> web.StreamResponse:
+        return await compose(present, handler)(request)
+
+    return chained
 
 
 def metric(deps: StageDeps, name: str, **labels: str) -> float:

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.stages import auth
+from gateway.stages import auth, authorize
 from gateway.stages.auth import parse_bearer
 from tests.jwt_keys import HS_SECRET, base_claims, forge, hs_token, key_pair, write, jwt_section
-from tests.unit.stages.stage_harness import Upstream, call, config_with, deps_for, metric
+from tests.unit.stages.stage_harness import Upstream, call, chain, config_with, deps_for, metric
 
 REALM = 'Bearer realm="gateway"'
 
@@ -27,7 +27,8 @@ def setup(tmp_path: Path, mode: str, require_claims: dict[str, Any] | None = Non
         route["require_claims"] = require_claims
     config = config_with(auth={"jwt": jwt_section(tmp_path, **jwt_extra)}, route=route)
     deps = deps_for(config)
-    return auth.build(config.routes[0], deps), deps
+    # authenticate decides, authorize refuses (throttling sits between them in a real chain).
+    return chain(auth.build(config.routes[0], deps), authorize.build(config.routes[0], deps)), deps
 
 
 def good() -> str:

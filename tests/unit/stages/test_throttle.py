@@ -8,6 +8,7 @@ import pytest
 
 from gateway.config import GatewayConfig
 from gateway.config.store import StoreConfig
+from gateway.exchange import EXCHANGE
 from gateway.metrics import Metrics
 from gateway.pipeline import StageDeps
 from gateway.stages import throttle
@@ -32,23 +33,17 @@ def build(
 
 
 async def hit(stage: Any, *, subject: str | None = None, client_ip: str = "192.0.2.10") -> tuple[int, dict[str, str]]:
+    """One request as ``subject`` (None: anonymous); the status and every header the
+    edge would send (the stage's own are added by the edge on success)."""
+
     async def as_subject(request: Any, handler: Any) -> Any:
+        request[EXCHANGE].subject = subject  # what the authenticate stage sets
         return await stage(request, handler)
 
-    response, ex = await call(_with_subject(stage, subject), client_ip=client_ip)
-    headers = {k: v for k, v in response.headers.items()}
-    headers.update(dict(ex.extra_response_headers))
+    response, ex = await call(as_subject, client_ip=client_ip)
+    headers = dict(response.headers.items())
+    headers.update(ex.extra_response_headers)
     return response.status, headers
-
-
-def _with_subject(stage: Any, subject: str | None) -> Any:
-    from gateway.exchange import EXCHANGE
-
-    async def wrapped(request: Any, handler: Any) -> Any:
-        request[EXCHANGE].subject = subject
-        return await stage(request, handler)
-
-    return wrapped
 
 
 @pytest.mark.parametrize(
