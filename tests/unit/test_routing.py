@@ -53,11 +53,13 @@ def test_route_choice(method, host, path, route, allow):
 
 
 def test_file_order_breaks_ties():
+    # Identical matches are a config error; overlapping ones are decided by file order.
     r = router(
-        {"name": "first", "match": {"path": "/x", "methods": ["GET"]}},
+        {"name": "first", "match": {"path": "/x", "methods": ["GET", "POST"]}},
         {"name": "second", "match": {"path": "/x", "methods": ["GET"]}},
     )
     assert r.match("GET", None, "/x").route.name == "first"
+    assert r.match("POST", None, "/x").route.name == "first"
 
 
 def test_longest_prefix_wins_over_file_order():
