@@ -54,13 +54,17 @@ class Metrics:
             "gateway_config_reloads_total", "Configuration reloads (SIGHUP), by result.",
             ("result",), registry=r,
         )
+        # Both series exist from the start at 0, so increase() sees the first failure.
+        for result in ("success", "failure"):
+            self.config_reloads_total.labels(result)
         self.firewall_denied_total = Counter(
             "gateway_firewall_denied_total", "Requests refused by the firewall (403), by route.",
             ("route",), registry=r,
         )
         self.auth_failures_total = Counter(
-            "gateway_auth_failures_total", "Requests refused by authentication (401) or by require_claims "
-            "(403, reason insufficient_claims), by route and reason.",
+            "gateway_auth_failures_total", "Requests whose token was missing where required or failed "
+            "verification (answered 401, or 429 when their anonymous bucket was empty first), or that "
+            "lacked require_claims (403, reason insufficient_claims), by route and reason.",
             ("route", "reason"), registry=r,
         )
         self.throttled_total = Counter(

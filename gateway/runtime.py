@@ -110,6 +110,13 @@ class Runtime:
             if name not in self._handed_over:
                 await upstream.close()
 
+    async def quiesce(self) -> None:
+        """Called when a reload swaps this runtime out: stop what reports health for
+        upstreams the successor did not keep. Pools stay open for requests in flight."""
+        for name, upstream in self.upstreams.items():
+            if name not in self._handed_over:
+                await upstream.stop_health_checks()
+
     def status(self) -> dict[str, object]:
         """What /status shows: routes with their stages, upstreams with their targets."""
         return {

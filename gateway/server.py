@@ -138,11 +138,25 @@ class GatewayProcess:
         old, self.runtime = self.runtime, runtime
         self.config = config
         self.edge.runtime = runtime
+        await old.quiesce()
+        self._forget_removed_targets(old, runtime)
         self.metrics.config_reloads_total.labels("success").inc()
         log.info("configuration reloaded from %s", self.config_path)
         task = asyncio.get_running_loop().create_task(self._retire(old))
         self._old_runtimes.add(task)
         task.add_done_callback(self._old_runtimes.discard)
+
+    def _forget_removed_targets(self, old: Runtime, new: Runtime) -> None:
+        """Drop the health gauges of targets the new config no longer has: a removed
+        target must not keep a "down" series (and its alert) alive until restart."""
+        current = {(name, t.label) for name, up in new.upstreams.items() for t in up.targets}
+        for name, upstream in old.upstreams.items():
+            for target in upstream.targets:
+                if (name, target.label) not in current:
+                    try:
+                        self.metrics.upstream_target_healthy.remove(name, target.label)
+                    except KeyError:
+                        pass
 
     async def _retire(self, runtime: Runtime) -> None:
         await asyncio.sleep(self.config.server.shutdown_timeout)

@@ -148,7 +148,12 @@ def build_supervisor_admin_app(
             for worker, answer in answers
             if worker.pid in current and not isinstance(answer, ChannelError) and worker.pid is not None
         }
-        own = [f for f in own_metrics.registry.collect() if f.name in SUPERVISOR_FAMILIES]
+        own = []
+        for family in own_metrics.registry.collect():
+            if family.name in SUPERVISOR_FAMILIES:
+                # Like the merged families, the supervisor's own carry no *_created series.
+                family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+                own.append(family)
         body = render(worker_metrics.merged(live, own=own))
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

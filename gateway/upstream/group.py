@@ -82,9 +82,14 @@ class Upstream:
         if self._checker is not None:
             self._checker.start()
 
-    async def close(self) -> None:
+    async def stop_health_checks(self) -> None:
+        """A reload replaced this upstream: its checker must not write the health
+        gauge the new one now owns, even while old requests finish on its pools."""
         if self._checker is not None:
             await self._checker.close()
+
+    async def close(self) -> None:
+        await self.stop_health_checks()
         for timer in self._readmissions.values():
             timer.cancel()
         self._readmissions.clear()

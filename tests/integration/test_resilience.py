@@ -276,3 +276,29 @@ async def test_admin_token_guards_everything_but_healthz(stub, gateway_factory):
                 assert resp.status == 401, path
             async with client.get(gw.admin_url + path, headers={"Authorization": "Bearer s3cret"}) as resp:
                 assert resp.status == 200, path
+
+
+async def test_reload_counters_start_at_zero_and_removed_targets_lose_their_gauge(targets, gateway_factory):
+    _, port_a = targets("a")
+    _, port_b = targets("b")
+    gw = gateway_factory(two_targets(port_a, port_b))
+    async with aiohttp.ClientSession() as client:
+        async with client.get(gw.admin_url + "/metrics") as resp:
+            text = await resp.text()
+    # present from the start, so increase() sees the first failure
+    assert 'gateway_config_reloads_total{result="failure"} 0.0' in text
+    assert f'gateway_upstream_target_healthy{{target="127.0.0.1:{port_b}",upstream="app"}} 1.0' in text
+
+    config = simple_config(f"http://127.0.0.1:{port_a}")
+    config["server"], config["admin"] = gw.config["server"], gw.config["admin"]
+    gw.config_path.write_text(yaml.safe_dump(config))
+    gw.signal(signal.SIGHUP)
+    for _ in range(50):
+        if await metric(gw, 'gateway_config_reloads_total{result="success"}') == 1.0:
+            break
+        await asyncio.sleep(0.1)
+    async with aiohttp.ClientSession() as client:
+        async with client.get(gw.admin_url + "/metrics") as resp:
+            text = await resp.text()
+    assert f'target="127.0.0.1:{port_b}"' not in text.split("gateway_upstream_target_healthy", 1)[1].split("# HELP", 1)[0]
+    assert f'gateway_upstream_target_healthy{{target="127.0.0.1:{port_a}",upstream="app"}} 1.0' in text
