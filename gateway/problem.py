@@ -15,6 +15,7 @@ from aiohttp import web
 __all__ = ["Problem", "problem_response", "PROBLEM_CONTENT_TYPE"]
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+_CLOSE_AFTER = frozenset({408, 413})
 
 
 def problem_response(
@@ -51,4 +52,9 @@ class Problem(Exception):
         self.title = title
 
     def response(self) -> web.Response:
-        return problem_response(self.status, self.detail, headers=self.headers, title=self.title)
+        response = problem_response(self.status, self.detail, headers=self.headers, title=self.title)
+        if self.status in _CLOSE_AFTER:
+            # The client may still be sending a body we will not read: end the connection
+            # rather than parse the rest of it as a next request.
+            response.force_close()
+        return response

@@ -90,6 +90,7 @@ class Runtime:
                 strip_prefix=route.prefix if route.config.strip_prefix else None,
                 header_filter=self.header_filter,
                 max_body_size=self.max_body_size,
+                body_timeout=config.server.body_timeout,
             )
             route.handler, self.route_stages[route.name] = build_chain(route.config, deps, registry, forwarder)
 

@@ -80,11 +80,21 @@ class ServerConfig(Model):
     max_body_size: Size = 10 * 1024 * 1024
     max_header_size: Size = 16 * 1024
     shutdown_timeout: Duration = 15.0
+    body_timeout: Duration = 60.0
+    """Longest silence while reading a request body; exceeded -> 408 (nginx's
+    client_body_timeout). Without it, slow uploads could hold every upstream connection."""
     workers: WorkerCount = 1
     """Serving processes sharing the listen ports (SO_REUSEPORT) under one supervisor;
     1 runs a single process with no supervisor. See docs/operations.md."""
     access_log: str = "stdout"
     """``stdout``, ``stderr``, ``off``, or a file path; JSON lines."""
+
+    @field_validator("body_timeout")
+    @classmethod
+    def _body_timeout_positive(cls, value: float) -> float:
+        if value <= 0:
+            raise PydanticCustomError("duration", "expected a duration above 0")
+        return value
 
     @field_validator("max_header_size")
     @classmethod

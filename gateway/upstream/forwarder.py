@@ -65,6 +65,10 @@ class BodyTooLarge(Exception):
     """The client's body passed ``server.max_body_size`` while streaming."""
 
 
+class BodyTimeout(Exception):
+    """The client went silent for ``server.body_timeout`` in the middle of its body."""
+
+
 class _Failed(Exception):
     """One attempt failed in a way that may allow a retry elsewhere."""
 
@@ -91,7 +95,7 @@ def _b(text: str) -> bytes:
 class Forwarder:
     """The terminal handler of one route: send the request to a target of its upstream."""
 
-    __slots__ = ("upstream", "header_filter", "max_body_size", "_preserve_host", "_strip", "_retries")
+    __slots__ = ("upstream", "header_filter", "max_body_size", "body_timeout", "_preserve_host", "_strip", "_retries")
 
     def __init__(
         self,
@@ -100,10 +104,12 @@ class Forwarder:
         strip_prefix: str | None,
         header_filter: RequestHeaderFilter,
         max_body_size: int,
+        body_timeout: float = 60.0,
     ) -> None:
         self.upstream = upstream
         self.header_filter = header_filter
         self.max_body_size = max_body_size
+        self.body_timeout = body_timeout
         self._preserve_host = upstream.config.host_header == "preserve"
         self._strip = strip_prefix if strip_prefix and strip_prefix != "/" else None
         self._retries = upstream.config.retries
@@ -165,7 +171,11 @@ class Forwarder:
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         replay: bytes | None = None
         if has_body and idempotent and self._retries and not chunked and (request.content_length or 0) <= _REPLAYABLE_BODY:
-            replay = await request.content.read()
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    replay = await request.content.read()
+            except TimeoutError:
+                raise Problem(408, "the request body did not arrive in time") from None
         body_started = False
 
         retries_left = self._retries
@@ -232,6 +242,12 @@ class Forwarder:
                     self._discard(target, conn, sender)
                     metrics.observe_upstream(upstream.name, target.label, "aborted", None)
                     raise Problem(413, f"request body exceeds {self.max_body_size} bytes") from None
+                except BodyTimeout:
+                    # The upstream got a partial request and the connection is dropped, so
+                    # it never acts on it; the pool slot is free for callers that are awake.
+                    self._discard(target, conn, sender)
+                    metrics.observe_upstream(upstream.name, target.label, "aborted", None)
+                    raise Problem(408, "the request body did not arrive in time") from None
                 except UpstreamError as exc:
                     self._discard(target, conn, sender)
                     metrics.observe_upstream(upstream.name, target.label, exc.code, None)
@@ -282,7 +298,11 @@ class Forwarder:
         limit = self.max_body_size
         seen = 0
         while True:
-            chunk = await content.readany()
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    chunk = await content.readany()
+            except TimeoutError:
+                raise BodyTimeout() from None
             if not chunk:
                 break
             seen += len(chunk)

@@ -442,3 +442,33 @@ async def test_access_log_lines(stub, gateway_factory):
     assert line["upstream"] == f"127.0.0.1:{stub.port}"
     assert line["client_ip"] == "127.0.0.1"
     assert set(line) >= {"time", "method", "duration_ms"}
+
+
+async def test_a_stalled_request_body_is_408_and_frees_the_upstream_connection(make_stub, gateway_factory):
+    def routes(app: web.Application) -> None:
+        async def upload(request: web.Request) -> web.Response:
+            return web.Response(text=str(len(await request.read())))
+
+        app.router.add_post("/upload", upload)
+
+    upstream = await make_stub(routes)
+    config = simple_config(upstream.url)
+    config["server"] = {"body_timeout": "300ms"}
+    config["upstreams"]["app"]["max_connections"] = 1
+    gw = gateway_factory(config)
+    loop = asyncio.get_running_loop()
+    for method in ("POST", "PUT"):  # streamed, and kept for replay (idempotent, small)
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        writer.write(f"{method} /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n".encode() + b"x" * 10)
+        await writer.drain()
+        started = loop.time()
+        reply = await asyncio.wait_for(reader.read(65536), 5)
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:100]
+        assert b"application/problem+json" in reply
+        assert loop.time() - started < 2
+        writer.close()
+    # the only upstream connection slot was freed: a normal upload goes through
+    async with aiohttp.ClientSession() as client:
+        async with client.post(gw.url + "/upload", data=b"y" * 100) as resp:
+            assert resp.status == 200
+            assert await resp.text() == "100"
