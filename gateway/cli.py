@@ -27,11 +27,16 @@ def _summary(config: GatewayConfig) -> str:
         host = f" host={route.match.host}" if route.match.host else ""
         strip = " strip_prefix" if route.strip_prefix else ""
         limits = effective_throttle(config.throttle, route.throttle)
-        throttle = "" if limits is None else " throttle[" + ", ".join(
-            f"{name} {rate}" + (f" burst {limits.burst}" if limits.burst else "")
-            for name, rate in (("anonymous", limits.anonymous), ("authenticated", limits.authenticated)) if rate
-        ) + "]"
-        lines.append(f"  {route.name:<20} {methods:<22} {route.match.path}{host} -> {route.upstream}{strip}{throttle}")
+        # Without auth there is never a verified subject, so only the anonymous rate applies.
+        classes = (("anonymous", limits.anonymous),) if limits is not None else ()
+        if limits is not None and route.auth != "none":
+            classes += (("authenticated", limits.authenticated),)
+        shown = [f"{name} {rate}" + (f" burst {limits.burst}" if limits and limits.burst else "") for name, rate in classes if rate]
+        throttle = f" throttle[{', '.join(shown)}]" if shown else ""
+        auth = f" auth={route.auth}" if route.auth != "none" else ""
+        lines.append(
+            f"  {route.name:<20} {methods:<22} {route.match.path}{host} -> {route.upstream}{strip}{auth}{throttle}"
+        )
     lines.append(f"upstreams ({len(config.upstreams)}):")
     for name, upstream in config.upstreams.items():
         targets = ", ".join(t.url for t in upstream.targets)

@@ -156,7 +156,9 @@ def _is_loopback(host: str) -> bool:
 
 
 class JwtConfig(Model):
-    algorithms: Annotated[tuple[Algorithm, ...], BeforeValidator(_one_or_many)] = Field(min_length=1)
+    algorithms: Annotated[
+        tuple[Algorithm, ...], BeforeValidator(_one_or_many, json_schema_input_type=Algorithm | list[Algorithm])
+    ] = Field(min_length=1)
     """Accepted ``alg`` values; the token's ``alg`` must be one of them."""
     secret: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
     """The HS* shared secret (never a PEM or JWK: that is key confusion)."""

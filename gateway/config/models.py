@@ -133,7 +133,13 @@ class AdminConfig(Model):
 
 class MatchConfig(Model):
     path: str
-    methods: tuple[str, ...] | None = None
+    methods: tuple[str, ...] | None = Field(
+        default=None,
+        json_schema_extra=lambda schema: schema.update(  # type: ignore[arg-type]
+            {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}, {"type": "null"}]}
+        ),
+    )
+    """One method or a list; ``null`` (the default) matches every method."""
     host: str | None = None
 
     @field_validator("path")

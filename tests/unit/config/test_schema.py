@@ -33,6 +33,8 @@ def test_the_shipped_config_passes_its_own_schema():
         {"server": {"listen": ["127.0.0.1:8080", "[::]:8081"], "max_body_size": "10MiB"}},
         {"upstreams": {"m": {"targets": ["http://a:1", {"url": "http://b:2", "weight": 3}], "passive": False}}},
         {"upstreams": {"m": {"targets": ["http://a:1"], "passive": True, "timeouts": {"connect": "250ms"}}}},
+        {"routes": [{"name": "r", "match": {"path": "/", "methods": "GET"}, "upstream": "m"}]},
+        {"auth": {"jwt": {"algorithms": "HS256", "secret": "x" * 32}}},
     ],
 )
 def test_shorthands_the_gateway_accepts_pass_the_schema(document):
