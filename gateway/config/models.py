@@ -21,7 +21,7 @@ from gateway.config.cors import CorsConfig, RouteCors
 from gateway.config.firewall import FirewallConfig, RouteFirewallConfig
 from gateway.config.store import StoreConfig
 from gateway.config.throttle import RouteThrottleSetting, ThrottleConfig
-from gateway.config.types import Cidr, Duration, HostPort, Size
+from gateway.config.types import Cidr, Duration, HostPort, PositiveDuration, Size
 from gateway.path import PathError, normalise_path
 
 __all__ = [
@@ -80,7 +80,7 @@ class ServerConfig(Model):
     max_body_size: Size = 10 * 1024 * 1024
     max_header_size: Size = 16 * 1024
     shutdown_timeout: Duration = 15.0
-    body_timeout: Duration = 60.0
+    body_timeout: PositiveDuration = 60.0
     """Longest silence while reading a request body; exceeded -> 408 (nginx's
     client_body_timeout). Without it, slow uploads could hold every upstream connection."""
     workers: WorkerCount = 1
@@ -89,12 +89,6 @@ class ServerConfig(Model):
     access_log: str = "stdout"
     """``stdout``, ``stderr``, ``off``, or a file path; JSON lines."""
 
-    @field_validator("body_timeout")
-    @classmethod
-    def _body_timeout_positive(cls, value: float) -> float:
-        if value <= 0:
-            raise PydanticCustomError("duration", "expected a duration above 0")
-        return value
 
     @field_validator("max_header_size")
     @classmethod

@@ -24,7 +24,7 @@ from gateway.config.units import (
     parse_size,
 )
 
-__all__ = ["Duration", "Size", "RateValue", "Cidr", "HostPort", "Rate"]
+__all__ = ["Duration", "PositiveDuration", "Size", "RateValue", "Cidr", "HostPort", "Rate"]
 
 T = TypeVar("T")
 
@@ -53,6 +53,31 @@ Duration = Annotated[
     ),
 ]
 """Seconds, written ``250ms`` / ``30s`` / ``5m`` / ``1h``."""
+
+def _positive_duration(value: Any) -> float:
+    seconds = _wrap(parse_duration, "duration")(value)
+    if seconds <= 0:
+        raise PydanticCustomError(
+            "duration", "expected a duration above 0 (a positive duration like 30s), got {value}", {"value": repr(value)}
+        )
+    return seconds
+
+
+PositiveDuration = Annotated[
+    float,
+    BeforeValidator(_positive_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"},
+                {"type": "number", "exclusiveMinimum": 0},
+            ],
+            "examples": ["50ms", "2s", "30s"],
+        }
+    ),
+]
+"""A duration that must be above zero: a timeout or an interval of 0 would fail
+every request (or spin), so it is refused where it is written."""
 
 Size = Annotated[
     int,

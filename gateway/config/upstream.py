@@ -9,7 +9,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from gateway.config.base import Model
-from gateway.config.types import Duration
+from gateway.config.types import Duration, PositiveDuration
 
 __all__ = [
     "TargetConfig",
@@ -60,25 +60,19 @@ def _target_shorthand(value: Any) -> Any:
 
 
 class TimeoutsConfig(Model):
-    connect: Duration = 2.0
+    connect: PositiveDuration = 2.0
     """Establishing a TCP connection to a target; exceeded -> 502."""
-    response: Duration = 30.0
+    response: PositiveDuration = 30.0
     """Silence while waiting for the response head or the next body bytes; exceeded -> 504."""
 
-    @field_validator("connect", "response")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise PydanticCustomError("duration", "expected a duration above 0 (0 would fail every request)")
-        return value
 
 
 class HealthCheckConfig(Model):
     """Active checks: one GET per target per interval, per gateway process."""
 
     path: str = "/healthz"
-    interval: Duration = 5.0
-    timeout: Duration = 1.0
+    interval: PositiveDuration = 5.0
+    timeout: PositiveDuration = 1.0
     healthy_after: int = Field(default=2, ge=1, le=100)
     unhealthy_after: int = Field(default=3, ge=1, le=100)
 
@@ -89,12 +83,6 @@ class HealthCheckConfig(Model):
             raise PydanticCustomError("path", "expected an absolute path like /healthz, got {value}", {"value": repr(value)})
         return value
 
-    @field_validator("interval", "timeout")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise PydanticCustomError("duration", "expected a duration above 0")
-        return value
 
 
 class PassiveConfig(Model):
