@@ -64,6 +64,12 @@ GATEWAY_SET = frozenset(
         "content-length",
         # Expect is answered by the gateway (100-continue) and never forwarded.
         "expect",
+        # Method overrides: the gateway routes, authorises and throttles on the request
+        # method; a backend that honoured one of these would run a DELETE the gateway
+        # let through as a GET.
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
     }
 )
 

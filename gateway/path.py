@@ -7,7 +7,8 @@ once, before routing, and that exact string is what is forwarded:
 
 - percent-encodings of unreserved characters are decoded (``%2e`` -> ``.``,
   ``%7E`` -> ``~``); every other encoding is kept, with upper-case hex;
-- an encoded ``/`` (``%2F``), ``\\`` (``%5C``) or NUL (``%00``), a literal ``\\``,
+- a dot-segment carrying parameters (``/..;/``, which Java servlet containers resolve
+  as ``..``), an encoded ``/`` (``%2F``), ``\\`` (``%5C``) or NUL (``%00``), a literal ``\\``,
   a control character or a malformed ``%`` escape is refused: backends disagree on
   what they mean, so no answer is safe;
 - duplicate slashes are merged and ``.`` / ``..`` segments resolved (RFC 3986
@@ -66,6 +67,10 @@ def _resolve_segments(path: str) -> str:
     last = len(segments) - 1
     trailing = False
     for index, segment in enumerate(segments[1:], start=1):
+        if ";" in segment and segment.partition(";")[0] in (".", ".."):
+            # "..;/" is ".." to Tomcat and Spring (path parameters are stripped before
+            # resolving), a plain name to everyone else: no single safe meaning.
+            raise PathError("dot-segment with parameters in path")
         if segment == "" or segment == ".":
             trailing = index == last
             continue

@@ -173,6 +173,7 @@ async def test_compressed_bodies_pass_byte_identical(make_stub, gateway_factory)
         b"GET /a/%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: h\r\n\r\n",
         b"GET /a%2F..%2Fadmin HTTP/1.1\r\nHost: h\r\n\r\n",
         b"GET /a\\..\\admin HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET /public/..;/admin HTTP/1.1\r\nHost: h\r\n\r\n",
         b"GET http://evil.example/x HTTP/1.1\r\nHost: h\r\n\r\n",
     ],
 )

@@ -20,6 +20,7 @@ def forwarded(raw, connection=()):
         "X-Forwarded-Proto", "X-Forwarded-Host", "X-Real-IP", "Forwarded", "X-Request-ID",
         "Host", "Content-Length", "Expect",
         "X-User-Id", "x_user_id", "X.User.Id", "X-USER-ID", "x-user_id",
+        "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "x_http_method_override",
     ],
 )
 def test_never_forwarded(name):

@@ -24,6 +24,8 @@ from gateway.path import PathError, normalise_path
         ("/x/..", "/"),
         ("/%7Euser", "/~user"),
         ("/a/..%2e", "/a/..."),
+        ("/a/b;v=1/c", "/a/b;v=1/c"),
+        ("/a/...;x/c", "/a/...;x/c"),
     ],
 )
 def test_normalisation(raw, normal):
@@ -50,6 +52,10 @@ def test_normalisation(raw, normal):
         "/a\\b",
         "/a\\..\\b",
         "/a%zzb",
+        "/api/..;/admin",
+        "/api/.;/x",
+        "/api/%2e%2e;jsessionid=1/admin",
+        "/..;",
         "/a%2",
         "/a%",
         "/a\x00b",
