@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,19 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
     for gw in started:
         code = gw.stop()
         assert code == 0, f"gateway exited with {code}:\n{gw.log()}"
+
+
+def slow_routes(seconds: float, text: str, path: str = "/slow") -> Callable[[web.Application], None]:
+    """Stub routes with one GET ``path`` that answers ``text`` after ``seconds``."""
+
+    def routes(app: web.Application) -> None:
+        async def slow(request: web.Request) -> web.Response:
+            await asyncio.sleep(seconds)
+            return web.Response(text=text)
+
+        app.router.add_get(path, slow)
+
+    return routes
 
 
 def simple_config(upstream_url: str, **route: Any) -> dict[str, Any]:

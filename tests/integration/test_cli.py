@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from tests.integration.conftest import simple_config
+from tests.integration.conftest import simple_config, slow_routes
 from tests.integration.gateway_process import free_port, gateway_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,16 +131,7 @@ async def test_sighup_swaps_a_valid_config_and_keeps_the_old_on_error(stub, gate
 
 
 async def test_sigterm_lets_an_in_flight_request_finish(make_stub, gateway_factory):
-    from aiohttp import web
-
-    def routes(app: web.Application) -> None:
-        async def slow(request: web.Request) -> web.Response:
-            await asyncio.sleep(1.5)
-            return web.Response(text="finished")
-
-        app.router.add_get("/slow", slow)
-
-    upstream = await make_stub(routes)
+    upstream = await make_stub(slow_routes(1.5, "finished"))
     gw = gateway_factory(simple_config(upstream.url))
     pending = asyncio.ensure_future(_get(gw.url + "/slow"))
     await asyncio.sleep(0.4)

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.integration.conftest import simple_config
+from tests.integration.conftest import simple_config, slow_routes
 from tests.integration.gateway_process import free_port
 
 
@@ -287,14 +287,7 @@ async def test_upstream_breaking_mid_body_truncates_visibly(gateway_factory):
 
 
 async def test_silent_upstream_is_504_at_the_response_timeout(make_stub, gateway_factory):
-    def routes(app: web.Application) -> None:
-        async def slow(request: web.Request) -> web.Response:
-            await asyncio.sleep(3)
-            return web.Response(text="late")
-
-        app.router.add_get("/slow", slow)
-
-    upstream = await make_stub(routes)
+    upstream = await make_stub(slow_routes(3, "late"))
     config = simple_config(upstream.url)
     config["upstreams"]["app"]["timeouts"] = {"connect": "1s", "response": "400ms"}
     gw = gateway_factory(config)

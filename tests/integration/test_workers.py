@@ -21,10 +21,9 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import simple_config
+from tests.integration.conftest import simple_config, slow_routes
 from tests.integration.gateway_process import GatewayProcess, free_port, gateway_command
 
 ADMIN_TOKEN = "s3cret-admin"
@@ -246,14 +245,7 @@ async def test_sighup_validates_once_then_every_worker_swaps(stub, gateway_facto
 
 
 async def test_sigterm_lets_an_in_flight_request_finish_and_exits_0(make_stub, gateway_factory):
-    def routes(app: web.Application) -> None:
-        async def slow(request: web.Request) -> web.Response:
-            await asyncio.sleep(2.0)
-            return web.Response(text="finished")
-
-        app.router.add_get("/slow", slow)
-
-    upstream = await make_stub(routes)
+    upstream = await make_stub(slow_routes(2.0, "finished"))
     gw = gateway_factory(two_workers(upstream.url))
     pids = await worker_pids(gw)
     run_dir = run_dir_of(pids[0])
