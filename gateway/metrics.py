@@ -50,6 +50,11 @@ class Metrics:
             "gateway_upstream_retries_total", "Requests sent again to another target after a failure.",
             ("upstream",), registry=r,
         )
+        self.upstream_queue_timeouts_total = Counter(
+            "gateway_upstream_queue_timeouts_total", "Requests answered 503 because every pooled connection "
+            "to the target stayed busy for timeouts.queue (the gateway's own congestion; no health penalty).",
+            ("upstream", "target"), registry=r,
+        )
         self.config_reloads_total = Counter(
             "gateway_config_reloads_total", "Configuration reloads (SIGHUP), by result.",
             ("result",), registry=r,

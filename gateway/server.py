@@ -89,6 +89,10 @@ class GatewayProcess:
             max_headers=256,
             access_log=None,
             keepalive_timeout=75.0,
+            # Bodies cross as sent (SPEC §4a). aiohttp would inflate gzip/deflate
+            # request bodies, and the forwarder sends the client's Content-Length:
+            # the inflated bytes past it would reach the upstream as a second request.
+            auto_decompress=False,
         )
         self._servers: list[asyncio.AbstractServer] = []
         self._admin_runner: web.AppRunner | None = None

@@ -64,6 +64,10 @@ class TimeoutsConfig(Model):
     """Establishing a TCP connection to a target; exceeded -> 502."""
     response: PositiveDuration = 30.0
     """Silence while waiting for the response head or the next body bytes; exceeded -> 504."""
+    queue: PositiveDuration = 5.0
+    """Waiting for a free pooled connection when a target is at ``max_connections``
+    (HAProxy's ``timeout queue``); exceeded -> 503 with ``Retry-After``. The gateway's
+    own congestion: it never counts against the target's health."""
 
 
 

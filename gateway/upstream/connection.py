@@ -12,9 +12,17 @@ over as chunks with flow control: reading from the upstream pauses while the cli
 is slower than the upstream.
 
 Framing cases handled here rather than by llhttp: a response to ``HEAD`` has no body
-whatever its headers say (the connection is then not reused, since llhttp cannot be
-told to skip the body), informational 1xx responses are skipped, and a body with
-neither ``Content-Length`` nor chunked encoding runs until the upstream closes.
+whatever its headers say (llhttp cannot be told so, so the exchange ends at the head
+and the next one starts a fresh parser), informational 1xx responses are skipped, and
+a body with neither ``Content-Length`` nor chunked encoding runs until the upstream
+closes.
+
+A connection is reused only when both directions ended cleanly: the request was
+written whole (:meth:`UpstreamConnection.end_request`) and exactly one response was
+read whole. Bytes after the response (llhttp would happily parse them as a second
+response and merge its headers and body into the first) stop the parser and close
+the connection: an upstream that talks out of turn is not trusted with the next
+caller's request.
 """
 
 from __future__ import annotations
@@ -74,6 +82,10 @@ class BadResponse(UpstreamError):
     code = "bad_response"
 
 
+class _Unsolicited(Exception):
+    """Raised from an llhttp callback to stop parsing bytes that follow the response."""
+
+
 class ResponseHead:
     __slots__ = ("status", "reason", "headers", "content_length", "chunked")
 
@@ -94,6 +106,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reusable = False
+        """The response was read whole and the upstream keeps the connection open."""
+        self.request_done = False
+        """The request (head and body) was written whole; see :meth:`end_request`."""
         self.reused = False
         """True once it has served an exchange: a reset before any response byte on a
         reused connection usually means the upstream closed it while idle."""
@@ -106,6 +121,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._header_bytes = 0
         self._head: ResponseHead | None = None
         self._head_only = False
+        self._complete = False
+        """This exchange's response has ended; any further byte is unsolicited."""
         self._body: deque[bytes] = deque()
         self._body_size = 0
         self._body_done = False
@@ -133,6 +150,7 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             parser.feed_data(data)
         except httptools.HttpParserError as exc:
+            # Includes _Unsolicited raised by a callback (httptools wraps it).
             self._fail(BadResponse(f"malformed response: {exc}"))
             self._close()
 
@@ -163,6 +181,10 @@ class UpstreamConnection(asyncio.Protocol):
             waiter.set_result(None)
 
     # -- llhttp callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._complete:
+            raise _Unsolicited("bytes after the end of the response")
 
     def on_status(self, status: bytes) -> None:
         self._status_reason = status.decode("latin-1")
@@ -199,13 +221,17 @@ class UpstreamConnection(asyncio.Protocol):
             waiter.set_result(head)
         if self._head_only:
             # llhttp would wait for the body the headers announce; none is coming, and
-            # it cannot be told so: finish here and never reuse this connection.
+            # it cannot be told so: the exchange ends here, and this parser (which
+            # still counts on a body) is dropped so the next exchange starts clean. A
+            # body byte arriving anyway is unsolicited (on_body) and closes the connection.
+            self.reusable = self._keep_alive(head)
             self._parser = None
-            self._expecting = False
-            self._body_done = True
-            self.reusable = False
+            self._complete = True
+            self._finish_body()
 
     def on_body(self, body: bytes) -> None:
+        if self._complete:
+            raise _Unsolicited("a body after a response to HEAD")
         self._body.append(body)
         self._body_size += len(body)
         if self._body_size > _HIGH_WATER and not self._reading_paused and self.transport is not None:
@@ -218,7 +244,22 @@ class UpstreamConnection(asyncio.Protocol):
             return  # the end of a skipped 1xx
         parser = self._parser
         self.reusable = parser is not None and parser.should_keep_alive()
+        self._complete = True
         self._finish_body()
+
+    def _keep_alive(self, head: ResponseHead) -> bool:
+        """Will the upstream keep the connection after this head (for a HEAD answer,
+        where llhttp's own verdict still counts on the body it announced)?"""
+        assert self._parser is not None
+        tokens = [
+            token.strip().lower()
+            for name, value in head.headers
+            if name.lower() == b"connection"
+            for token in value.split(b",")
+        ]
+        if b"close" in tokens:
+            return False
+        return self._parser.get_http_version() != "1.0" or b"keep-alive" in tokens
 
     # -- driving an exchange ----------------------------------------------------------
 
@@ -266,6 +307,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._header_bytes = 0
         self._head = None
         self._head_only = head_only
+        self._complete = False
+        self.request_done = False
         self._body.clear()
         self._body_size = 0
         self._body_done = False
@@ -277,6 +320,11 @@ class UpstreamConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
+
+    def end_request(self) -> None:
+        """The whole request is written. Until then the upstream may still be reading a
+        body, and whatever is sent next on this connection would become part of it."""
+        self.request_done = True
 
     async def drain(self) -> None:
         if self.closed:

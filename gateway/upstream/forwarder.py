@@ -5,12 +5,17 @@ The last stage of every route. What it guarantees:
 - the request head sent upstream is built from the client's raw header bytes minus
   connection-scoped and gateway-owned headers, plus the gateway's own forwarding
   headers; the path is the normalised one every earlier stage decided on;
-- request and response bodies stream with flow control; a small response that has
-  fully arrived with its head is sent with one write, because that is cheaper;
-- bytes pass as sent: no transparent decompression, ``Content-Encoding`` untouched;
+- request and response bodies stream with flow control; a response that has fully
+  arrived with its head is sent with one write, because that is cheaper; any other
+  is forwarded as it arrives, never held back until complete;
+- bytes pass as sent in both directions: no transparent decompression,
+  ``Content-Encoding`` untouched (the edge turns aiohttp's request inflation off: an
+  inflated body sent under the client's Content-Length would smuggle a request);
 - a body over ``max_body_size`` stops at the limit and is answered 413; an upstream
   that cannot be reached, resets or answers garbage is a 502, one that goes silent
-  past ``timeouts.response`` a 504; no available target is an immediate 503;
+  past ``timeouts.response`` a 504; no available target is an immediate 503, and so
+  is a target whose pool stays full for ``timeouts.queue`` (the gateway's own
+  congestion: counted apart and never held against the target's health);
 - retries (``retries: N``) go to a *different* target, spend the upstream's retry
   budget, and happen only when the upstream cannot have acted on the request: any
   request whose connection was never established; an idempotent one that was reset
@@ -45,14 +50,13 @@ from gateway.upstream.connection import (
     UpstreamReset,
 )
 from gateway.upstream.group import Upstream
+from gateway.upstream.pool import QueueTimeout
 
 __all__ = ["Forwarder", "BodyTooLarge", "IDEMPOTENT"]
 
 log = logging.getLogger("gateway.upstream")
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-# Responses with a known length up to this size are collected and sent with one write.
-_SMALL_BODY = 64 * 1024
 # Idempotent request bodies up to this size are kept in memory so a retry can resend them.
 _REPLAYABLE_BODY = 64 * 1024
 _RETRY_STATUSES = frozenset({502, 503, 504})
@@ -95,7 +99,10 @@ def _b(text: str) -> bytes:
 class Forwarder:
     """The terminal handler of one route: send the request to a target of its upstream."""
 
-    __slots__ = ("upstream", "header_filter", "max_body_size", "body_timeout", "_preserve_host", "_strip", "_retries")
+    __slots__ = (
+        "upstream", "header_filter", "max_body_size", "body_timeout", "_preserve_host", "_strip", "_retries",
+        "_queue_wait", "_queue_timeouts",
+    )
 
     def __init__(
         self,
@@ -113,6 +120,10 @@ class Forwarder:
         self._preserve_host = upstream.config.host_header == "preserve"
         self._strip = strip_prefix if strip_prefix and strip_prefix != "/" else None
         self._retries = upstream.config.retries
+        self._queue_wait = upstream.config.timeouts.queue
+        self._queue_timeouts = {
+            t.label: upstream.metrics.upstream_queue_timeouts_total.labels(upstream.name, t.label) for t in upstream.targets
+        }
 
     def _upstream_path(self, path: str) -> str:
         if self._strip is None:
@@ -170,12 +181,17 @@ class Forwarder:
             # Only now, with every stage passed, is the client told to send its body.
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         replay: bytes | None = None
-        if has_body and idempotent and self._retries and not chunked and (request.content_length or 0) <= _REPLAYABLE_BODY:
+        length = request.content_length
+        if has_body and idempotent and self._retries and not chunked and length is not None and length <= _REPLAYABLE_BODY:
+            # Kept for a retry: exactly the Content-Length bytes on the wire (the edge
+            # never inflates bodies), so this buffer cannot outgrow what was announced.
             try:
                 async with asyncio.timeout(self.body_timeout):
-                    replay = await request.content.read()
+                    replay = await request.content.readexactly(length)
             except TimeoutError:
                 raise Problem(408, "the request body did not arrive in time") from None
+            except asyncio.IncompleteReadError:
+                raise ConnectionResetError("the client closed before sending its body") from None
         body_started = False
 
         retries_left = self._retries
@@ -228,16 +244,31 @@ class Forwarder:
                 conn: UpstreamConnection | None = None
                 sender: asyncio.Task[None] | None = None
                 try:
-                    conn = await target.pool.acquire(timeout)
+                    conn = await target.pool.acquire(self._queue_wait)
                     conn.begin(head_bytes, head_only=request.method == "HEAD")
                     if replay is not None:
                         conn.write(replay)
-                    elif has_body:
+                        conn.end_request()
+                    elif not has_body:
+                        conn.end_request()
+                    else:
                         sender = asyncio.get_running_loop().create_task(self._send_body(conn, request, chunked))
                         await asyncio.wait((sender, conn.head_waiter), return_when=asyncio.FIRST_COMPLETED)
                         if sender.done():
                             sender.result()  # raises BodyTooLarge / client disconnects
                     head = await conn.response_head(timeout)
+                except QueueTimeout:
+                    # Our own queue, not the target's fault: no health verdict, no
+                    # upstream answer counted; another target may have room.
+                    self._queue_timeouts[target.label].inc()
+                    raise _Failed(
+                        Problem(
+                            503,
+                            f"no connection to a target of upstream {upstream.name!r} became free in time",
+                            headers={"Retry-After": "1"},
+                        ),
+                        never_connected=True,
+                    ) from None
                 except BodyTooLarge:
                     self._discard(target, conn, sender)
                     metrics.observe_upstream(upstream.name, target.label, "aborted", None)
@@ -277,10 +308,16 @@ class Forwarder:
                 try:
                     return await self._relay(request, ex, conn, head, timeout)
                 finally:
-                    if sender is not None and not sender.done():
-                        # The upstream answered before taking the whole body.
-                        sender.cancel()
-                        conn.abort()
+                    if sender is not None:
+                        if not sender.done():
+                            # The upstream answered before taking the whole body.
+                            sender.cancel()
+                            conn.abort()
+                        elif not sender.cancelled() and sender.exception() is not None:
+                            # The body failed after the answer began (too large, client
+                            # gone): the request was never completed, so the pool drops
+                            # this connection (request_done is False).
+                            log.info("request body to %s ended early: %r", ex.target, sender.exception())
                     target.pool.release(conn)
         finally:
             target.in_flight -= 1
@@ -317,6 +354,7 @@ class Forwarder:
             await conn.drain()
         if chunked:
             conn.write(b"0\r\n\r\n")
+        conn.end_request()
 
     async def _relay(
         self,
@@ -352,15 +390,6 @@ class Forwarder:
 
         if conn.body_ready():
             return web.Response(status=status, reason=reason, body=conn.take_body(), headers=headers)
-        if length is not None and length <= _SMALL_BODY:
-            parts: list[bytes] = []
-            try:
-                while chunk := await conn.read(timeout):
-                    parts.append(chunk)
-            except UpstreamError as exc:
-                conn.abort()
-                raise Problem(exc.status, str(exc)) from None
-            return web.Response(status=status, reason=reason, body=b"".join(parts), headers=headers)
 
         out = web.StreamResponse(status=status, reason=reason, headers=headers)
         if length is not None:

@@ -3,7 +3,12 @@
 Idle connections are reused last-in first-out (the most recently used one is the
 least likely to have been closed by the upstream's idle timeout) and closed after
 ``IDLE_TIMEOUT`` unused. When every connection is busy, callers queue in FIFO order
-for the next one released, for at most the wait they are given.
+for the next one released, for at most the wait they are given (``timeouts.queue``);
+running out of it is :class:`QueueTimeout`, the gateway's own congestion, which is
+deliberately not an :class:`UpstreamError`: the target did nothing wrong.
+
+A connection goes back to the idle list only if its last exchange ended cleanly in
+both directions (see :mod:`gateway.upstream.connection`).
 """
 
 from __future__ import annotations
@@ -12,11 +17,15 @@ import asyncio
 import socket
 from collections import deque
 
-from gateway.upstream.connection import ConnectError, ConnectTimeout, ResponseTimeout, UpstreamConnection
+from gateway.upstream.connection import ConnectError, ConnectTimeout, UpstreamConnection
 
-__all__ = ["ConnectionPool", "IDLE_TIMEOUT"]
+__all__ = ["ConnectionPool", "IDLE_TIMEOUT", "QueueTimeout"]
 
 IDLE_TIMEOUT = 30.0
+
+
+class QueueTimeout(Exception):
+    """Every connection to the target stayed busy for the whole wait."""
 
 
 class ConnectionPool:
@@ -51,6 +60,8 @@ class ConnectionPool:
         return len(self._idle)
 
     async def acquire(self, wait: float) -> UpstreamConnection:
+        if self._closed:
+            raise ConnectError(f"the pool for {self.host}:{self.port} is closed")
         loop = asyncio.get_running_loop()
         idle = self._idle
         while idle:
@@ -106,7 +117,7 @@ class ConnectionPool:
 
     def release(self, conn: UpstreamConnection) -> None:
         """Give a connection back after an exchange; it is kept only if still usable."""
-        if conn.reusable and not conn.closed and not self._closed:
+        if conn.reusable and conn.request_done and not conn.closed and not self._closed:
             conn.reused = True
             while self._waiters:
                 waiter = self._waiters.popleft()
@@ -122,6 +133,8 @@ class ConnectionPool:
 
     def _slot_freed(self) -> None:
         self._size -= 1
+        if self._closed:
+            return
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -157,7 +170,8 @@ class ConnectionPool:
         while self._idle:
             conn, _ = self._idle.pop()
             conn.abort()
-        self._size = 0
+            self._size -= 1
+        # Connections still in use count until their exchanges release them.
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(ConnectError("the upstream pool is closing"))
@@ -166,4 +180,4 @@ class ConnectionPool:
 
 def _expire_wait(waiter: asyncio.Future[UpstreamConnection | None]) -> None:
     if not waiter.done():
-        waiter.set_exception(ResponseTimeout("no upstream connection became free in time"))
+        waiter.set_exception(QueueTimeout("no connection to the target became free in time"))
