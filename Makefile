@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-gateway test-backend bench check venv redis clean
+.PHONY: demo test test-gateway test-backend bench check venv tools clean
 
 # The venv is rebuilt when the declared dependencies change.
 $(STAMP): pyproject.toml backends/sample_django/requirements.txt
@@ -17,21 +17,28 @@ $(STAMP): pyproject.toml backends/sample_django/requirements.txt
 
 venv: $(STAMP)
 
-# redis-server is needed by the store tests; install it from the OS packages when
-# missing and we are allowed to (root on Debian/Ubuntu). Tests fail loudly without it.
-redis:
-	@command -v redis-server >/dev/null 2>&1 || { \
+# OS tools the tests drive for real: redis-server (store tests), promtool and the
+# prometheus server (deploy/prometheus rules, the scrape test), chromium (the status
+# page rendered in a browser). Installed from the OS packages when missing and we are
+# allowed to (root on Debian/Ubuntu); otherwise the tests that need them fail loudly.
+OS_TOOLS := redis-server:redis-server promtool:prometheus prometheus:prometheus chromium:chromium
+
+tools:
+	@missing=""; for pair in $(OS_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing redis-server"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else \
-	    echo "redis-server is missing: install it (e.g. apt-get install redis-server)" >&2; exit 1; \
-	  fi; }
+	    echo "missing OS packages:$$missing (install them, e.g. apt-get install$$missing)" >&2; exit 1; \
+	  fi; \
+	fi
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
-test: $(STAMP) redis keys/jwt.pub
+test: $(STAMP) tools keys/jwt.pub
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests
 	cd backends/sample_django && ../../$(VENV)/bin/pytest -q -p no:cacheprovider
 
