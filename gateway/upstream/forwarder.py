@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import HttpVersion11, web
 
@@ -52,7 +53,7 @@ from gateway.upstream.connection import (
 from gateway.upstream.group import Upstream
 from gateway.upstream.pool import QueueTimeout
 
-__all__ = ["Forwarder", "BodyTooLarge", "IDEMPOTENT"]
+__all__ = ["Forwarder", "UpstreamResult", "BodyTee", "BodyTooLarge", "IDEMPOTENT", "forwarded_host_proto"]
 
 log = logging.getLogger("gateway.upstream")
 
@@ -62,7 +63,11 @@ _REPLAYABLE_BODY = 64 * 1024
 _RETRY_STATUSES = frozenset({502, 503, 504})
 _NO_BODY_STATUSES = frozenset({204, 304})
 _NEEDS_LENGTH = frozenset({"POST", "PUT", "PATCH"})
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _UNSAFE_VALUE = frozenset("\r\n\x00")
+# Client preconditions dropped when the gateway revalidates its own cache entry with
+# its own validators: the upstream must answer *our* question.
+_CONDITIONAL = frozenset({b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since", b"if-range"})
 
 
 class BodyTooLarge(Exception):
@@ -96,12 +101,71 @@ def _b(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+def forwarded_host_proto(request: web.BaseRequest, ex: Exchange) -> tuple[str | None, str]:
+    """The ``X-Forwarded-Host`` and ``-Proto`` the upstream is told: a trusted proxy's
+    values, else the client's ``Host`` and ``http``. The cache keys on these too."""
+    headers = request.headers
+    host = proto = None
+    if ex.trusted_peer:
+        host = headers.get("X-Forwarded-Host")
+        proto = headers.get("X-Forwarded-Proto")
+    return host or headers.get("Host"), proto or "http"
+
+
+class UpstreamResult:
+    """A response head from a target, with the connection its body will come from.
+
+    Made by :meth:`Forwarder.fetch`; whoever holds it renders it or reads its body,
+    then must call :meth:`Forwarder.finish` exactly once (it gives the connection back
+    and ends the target's in-flight count).
+    """
+
+    __slots__ = ("target", "conn", "head", "sender")
+
+    def __init__(
+        self, target: Target, conn: UpstreamConnection, head: ResponseHead, sender: asyncio.Task[None] | None
+    ) -> None:
+        self.target = target
+        self.conn = conn
+        self.head = head
+        self.sender = sender
+
+
+class BodyTee:
+    """Collects a copy of the body :meth:`Forwarder.render` relays, up to ``limit``
+    bytes; ``complete`` only when the whole body reached the client untruncated."""
+
+    __slots__ = ("limit", "parts", "size", "overflow", "complete")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.overflow = False
+        self.complete = False
+
+    def add(self, chunk: bytes) -> None:
+        if self.overflow:
+            return
+        self.size += len(chunk)
+        if self.size > self.limit:
+            # Past max_entry_size: keep streaming, stop copying.
+            self.overflow = True
+            self.parts = []
+        else:
+            self.parts.append(chunk)
+
+    @property
+    def body(self) -> bytes | None:
+        return b"".join(self.parts) if self.complete and not self.overflow else None
+
+
 class Forwarder:
     """The terminal handler of one route: send the request to a target of its upstream."""
 
     __slots__ = (
         "upstream", "header_filter", "max_body_size", "body_timeout", "_preserve_host", "_strip", "_retries",
-        "_queue_wait", "_queue_timeouts",
+        "_queue_wait", "_queue_timeouts", "on_write",
     )
 
     def __init__(
@@ -120,6 +184,9 @@ class Forwarder:
         self._preserve_host = upstream.config.host_header == "preserve"
         self._strip = strip_prefix if strip_prefix and strip_prefix != "/" else None
         self._retries = upstream.config.retries
+        self.on_write: Callable[[web.BaseRequest, Exchange, ResponseHead], Awaitable[None]] | None = None
+        """Told of every successful write (2xx/3xx answer to POST, PUT, PATCH,
+        DELETE) before it is relayed: the cache invalidates what it changed."""
         self._queue_wait = upstream.config.timeouts.queue
         self._queue_timeouts = {
             t.label: upstream.metrics.upstream_queue_timeouts_total.labels(upstream.name, t.label) for t in upstream.targets
@@ -131,12 +198,26 @@ class Forwarder:
         rest = path[len(self._strip) :]
         return rest if rest.startswith("/") else "/" + rest
 
-    def _request_head(self, request: web.BaseRequest, ex: Exchange, target: Target, chunked: bool) -> bytes:
+    def _request_head(
+        self,
+        request: web.BaseRequest,
+        ex: Exchange,
+        target: Target,
+        chunked: bool,
+        method: str,
+        conditional: Sequence[tuple[bytes, bytes]] | None,
+    ) -> bytes:
         headers = request.headers
         path = target.base_path + _b(self._upstream_path(ex.path) + ex.query)
-        lines = [_b(request.method) + b" " + path + b" HTTP/1.1\r\n"]
+        lines = [_b(method) + b" " + path + b" HTTP/1.1\r\n"]
         connection = headers.getall("Connection", ())
-        self.header_filter.forward(request.raw_headers, lines, connection_tokens(connection) if connection else frozenset())
+        dropped = connection_tokens(connection) if connection else frozenset()
+        if conditional is not None:
+            dropped = dropped | _CONDITIONAL
+        self.header_filter.forward(request.raw_headers, lines, dropped)
+        if conditional:
+            for name, value in conditional:
+                lines.append(name + b": " + value + b"\r\n")
         client_host = headers.get("Host")
         host = _b(client_host) if (self._preserve_host and client_host) else target.host_header
         lines.append(b"Host: " + host + b"\r\n")
@@ -149,10 +230,8 @@ class Forwarder:
             elif request.method in _NEEDS_LENGTH:
                 lines.append(b"Content-Length: 0\r\n")
         lines.append(b"X-Forwarded-For: " + ex.forwarded_for.encode("ascii", "replace") + b"\r\n")
-        proto = headers.get("X-Forwarded-Proto") if ex.trusted_peer else None
-        lines.append(b"X-Forwarded-Proto: " + (_b(proto) if proto else b"http") + b"\r\n")
-        forwarded_host = headers.get("X-Forwarded-Host") if ex.trusted_peer else None
-        forwarded_host = forwarded_host or client_host
+        forwarded_host, proto = forwarded_host_proto(request, ex)
+        lines.append(b"X-Forwarded-Proto: " + _b(proto) + b"\r\n")
         if forwarded_host:
             lines.append(b"X-Forwarded-Host: " + _b(forwarded_host) + b"\r\n")
         lines.append(b"X-Request-ID: " + ex.request_id.encode("ascii") + b"\r\n")
@@ -166,6 +245,30 @@ class Forwarder:
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         ex = request[EXCHANGE]
+        result = await self.fetch(request, ex)
+        try:
+            if self.on_write is not None and result.head.status < 400 and request.method in _WRITES:
+                await self.on_write(request, ex, result.head)
+            return await self.render(request, ex, result)
+        finally:
+            self.finish(result)
+
+    async def fetch(
+        self,
+        request: web.BaseRequest,
+        ex: Exchange,
+        *,
+        method: str | None = None,
+        conditional: Sequence[tuple[bytes, bytes]] | None = None,
+    ) -> UpstreamResult:
+        """Send the request to a target (retrying elsewhere where that is safe) and
+        return once a response head has arrived. Raises :class:`Problem` for 502,
+        503, 504 and the client-side 408/413.
+
+        ``method`` replaces the client's (a cache refresh sends GET for a HEAD);
+        ``conditional`` replaces the client's preconditions with the cache's own
+        validators.
+        """
         upstream = self.upstream
         candidates = upstream.available
         if not candidates or not upstream.admits():
@@ -173,7 +276,7 @@ class Forwarder:
                 503, f"no healthy target in upstream {upstream.name!r}", headers={"Retry-After": str(upstream.retry_after())}
             )
         upstream.deposit()
-        method = request.method
+        method = method or request.method
         idempotent = method in IDEMPOTENT
         has_body = request.body_exists
         chunked = has_body and "Transfer-Encoding" in request.headers
@@ -202,7 +305,7 @@ class Forwarder:
             others = retries_left > 0 and len(candidates) > 1 and upstream.can_retry()
             retry_on_status = others and idempotent and (not has_body or replay is not None)
             try:
-                return await self._attempt(request, ex, target, has_body, chunked, replay, retry_on_status)
+                return await self._attempt(request, ex, target, method, conditional, has_body, chunked, replay, retry_on_status)
             except (_Failed, _RetryStatus) as failure:
                 if has_body and replay is None:
                     body_started = body_started or not (isinstance(failure, _Failed) and failure.never_connected)
@@ -227,16 +330,19 @@ class Forwarder:
         request: web.BaseRequest,
         ex: Exchange,
         target: Target,
+        method: str,
+        conditional: Sequence[tuple[bytes, bytes]] | None,
         has_body: bool,
         chunked: bool,
         replay: bytes | None,
         retry_on_status: bool,
-    ) -> web.StreamResponse:
+    ) -> UpstreamResult:
         upstream = self.upstream
         metrics = upstream.metrics
-        head_bytes = self._request_head(request, ex, target, chunked)
+        head_bytes = self._request_head(request, ex, target, chunked, method, conditional)
         timeout = upstream.response_timeout
         target.in_flight += 1
+        handed_over = False
         try:
             stale_retries = 0
             while True:
@@ -245,7 +351,7 @@ class Forwarder:
                 sender: asyncio.Task[None] | None = None
                 try:
                     conn = await target.pool.acquire(self._queue_wait)
-                    conn.begin(head_bytes, head_only=request.method == "HEAD")
+                    conn.begin(head_bytes, head_only=method == "HEAD")
                     if replay is not None:
                         conn.write(replay)
                         conn.end_request()
@@ -283,7 +389,7 @@ class Forwarder:
                     self._discard(target, conn, sender)
                     metrics.observe_upstream(upstream.name, target.label, exc.code, None)
                     stale = isinstance(exc, UpstreamReset) and exc.before_response and conn is not None and conn.reused
-                    if stale and not has_body and request.method in IDEMPOTENT and stale_retries < 2:
+                    if stale and not has_body and method in IDEMPOTENT and stale_retries < 2:
                         stale_retries += 1
                         continue  # the idle connection died under us; the upstream never saw this
                     upstream.record_failure(target)
@@ -305,22 +411,49 @@ class Forwarder:
                         raise _RetryStatus(status)
                 else:
                     upstream.record_success(target)
-                try:
-                    return await self._relay(request, ex, conn, head, timeout)
-                finally:
-                    if sender is not None:
-                        if not sender.done():
-                            # The upstream answered before taking the whole body.
-                            sender.cancel()
-                            conn.abort()
-                        elif not sender.cancelled() and sender.exception() is not None:
-                            # The body failed after the answer began (too large, client
-                            # gone): the request was never completed, so the pool drops
-                            # this connection (request_done is False).
-                            log.info("request body to %s ended early: %r", ex.target, sender.exception())
-                    target.pool.release(conn)
+                handed_over = True
+                return UpstreamResult(target, conn, head, sender)
         finally:
-            target.in_flight -= 1
+            if not handed_over:
+                target.in_flight -= 1
+
+    def finish(self, result: UpstreamResult) -> None:
+        """The exchange with the target is over: the connection goes back to the pool
+        (which keeps it only after a clean exchange both ways)."""
+        conn, sender = result.conn, result.sender
+        if sender is not None:
+            if not sender.done():
+                # The upstream answered before taking the whole body.
+                sender.cancel()
+                conn.abort()
+            elif not sender.cancelled() and sender.exception() is not None:
+                # The body failed after the answer began (too large, client gone): the
+                # request was never completed, so the pool drops this connection
+                # (request_done is False).
+                log.info("request body to %s ended early: %r", result.target.label, sender.exception())
+        result.target.pool.release(conn)
+        result.target.in_flight -= 1
+
+    async def collect(self, result: UpstreamResult, limit: int) -> bytes | None:
+        """The whole body of a response nobody is waiting for (a background cache
+        refresh), or None when it passes ``limit`` or breaks."""
+        conn = result.conn
+        if conn.body_ready():
+            body = conn.take_body()
+            return body if len(body) <= limit else None
+        parts: list[bytes] = []
+        size = 0
+        try:
+            while chunk := await conn.read(self.upstream.response_timeout):
+                size += len(chunk)
+                if size > limit:
+                    conn.abort()
+                    return None
+                parts.append(chunk)
+        except UpstreamError:
+            conn.abort()
+            return None
+        return b"".join(parts)
 
     @staticmethod
     def _discard(target: Target, conn: UpstreamConnection | None, sender: asyncio.Task[None] | None) -> None:
@@ -356,21 +489,24 @@ class Forwarder:
             conn.write(b"0\r\n\r\n")
         conn.end_request()
 
-    async def _relay(
-        self,
-        request: web.BaseRequest,
-        ex: Exchange,
-        conn: UpstreamConnection,
-        head: ResponseHead,
-        timeout: float,
+    async def render(
+        self, request: web.BaseRequest, ex: Exchange, result: UpstreamResult, *, tee: BodyTee | None = None
     ) -> web.StreamResponse:
+        """Relay the upstream's response to the client: one write when it is complete
+        already, else streamed as it arrives. ``tee`` gets a copy of the body."""
+        conn, head = result.conn, result.head
+        timeout = self.upstream.response_timeout
         status = head.status
         length = head.content_length
         fast = request.version == HttpVersion11 and request.method != "HEAD" and status not in _NO_BODY_STATUSES
         if fast and conn.body_ready():
             # The common case: a complete small response to an HTTP/1.1 client. The edge
             # adds X-Request-ID and the stages' headers before it is written.
-            return RawResponse(status=status, reason=head.reason, raw_headers=head.headers, body=conn.take_body())
+            body = conn.take_body()
+            if tee is not None:
+                tee.add(body)
+                tee.complete = True
+            return RawResponse(status=status, reason=head.reason, raw_headers=head.headers, body=body)
 
         headers = response_headers(head.headers)
         headers["X-Request-ID"] = ex.request_id
@@ -386,10 +522,16 @@ class Forwarder:
                 out.headers["Content-Length"] = str(length)
             await out.prepare(request)
             await out.write_eof()
+            if tee is not None and status in _NO_BODY_STATUSES:
+                tee.complete = True  # a 204 is whole without a body
             return out
 
         if conn.body_ready():
-            return web.Response(status=status, reason=reason, body=conn.take_body(), headers=headers)
+            body = conn.take_body()
+            if tee is not None:
+                tee.add(body)
+                tee.complete = True
+            return web.Response(status=status, reason=reason, body=body, headers=headers)
 
         out = web.StreamResponse(status=status, reason=reason, headers=headers)
         if length is not None:
@@ -397,6 +539,8 @@ class Forwarder:
         await out.prepare(request)
         try:
             while chunk := await conn.read(timeout):
+                if tee is not None:
+                    tee.add(chunk)
                 await out.write(chunk)
         except UpstreamError as exc:
             # The head is out: the only honest signal left is to cut the connection.
@@ -410,6 +554,8 @@ class Forwarder:
             _abort_client(request)
             return out
         await out.write_eof()
+        if tee is not None:
+            tee.complete = True
         return out
 
 
