@@ -81,6 +81,13 @@ MIDDLEWARE = [
     # First, so that every response -- errors included -- names its instance.
     "littlelemon.served_by.ServedByMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # ETag (an MD5 of the body) on GET responses, and 304 for a matching
+    # If-None-Match: what lets the gateway's cache revalidate instead of
+    # refetching. Where Django's middleware-ordering notes put it: outside any
+    # middleware that could still change the body (here: after Security, before
+    # Common); inside ServedBy, so a 304 names its instance too. The hash covers
+    # the body only, so both instances give the same ETag for the same content.
+    "django.middleware.http.ConditionalGetMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
