@@ -221,6 +221,24 @@ def test_an_etag_from_one_instance_revalidates_on_the_other(pair: tuple[Instance
     assert again.headers["ETag"] == first.headers["ETag"]
 
 
+def test_throttle_rates_come_from_the_environment(backend_env: dict[str, str], tmp_path: Path) -> None:
+    limited = {**backend_env, "THROTTLE_ANON_RATE": "2/minute"}
+    instance = start_gunicorn(limited, "limited", tmp_path)
+    try:
+        alice = [
+            request(f"{instance.url}/api/categories", headers={"X-Forwarded-For": "203.0.113.10"}) for _ in range(3)
+        ]
+        bob = request(f"{instance.url}/api/categories", headers={"X-Forwarded-For": "198.51.100.20"})
+        health = request(f"{instance.url}/healthz")
+    finally:
+        instance.stop()
+
+    assert [reply.status for reply in alice] == [200, 200, 429]
+    assert int(alice[2].headers["Retry-After"]) > 0
+    assert bob.status == 200
+    assert health.status == 200  # the gateway's health checks are never throttled
+
+
 def test_healthz_is_503_when_the_database_cannot_be_opened(
     backend_env: dict[str, str], tmp_path: Path
 ) -> None:
