@@ -15,6 +15,13 @@ environment, with defaults that make ``make demo`` work on a fresh checkout:
                                   (empty string: no ``iss`` claim)
 ``INSTANCE_NAME``                 value of the ``X-Served-By`` response header;
                                   default ``<hostname>:<pid>``
+``THROTTLE_ANON_RATE``            anonymous reads per client IP, per process;
+                                  default ``600/minute``; ``off`` disables
+``THROTTLE_USER_RATE``            writes per user, per process; default
+                                  ``1200/minute``; ``off`` disables
+``THROTTLE_NUM_PROXIES``          proxies in front of the backend whose
+                                  ``X-Forwarded-For`` names the client; default
+                                  ``1`` (the gateway)
 ================================  ==============================================
 
 The JWT keys are read once, here. A missing key does not stop Django from
@@ -28,6 +35,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 REPO_ROOT = BASE_DIR.parent.parent
@@ -45,6 +53,28 @@ def _env_list(name: str, *, default: list[str]) -> list[str]:
     if value is None or value.strip() == "":
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _env_rate(name: str, *, default: str) -> str | None:
+    """A DRF throttle rate (``<n>/<second|minute|hour|day>``); ``off`` is no limit."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if value.lower() in {"off", "none"}:
+        return None
+    count, _, period = value.partition("/")
+    if not (count.isdigit() and int(count) > 0 and period[:1] in {"s", "m", "h", "d"}):
+        raise ImproperlyConfigured(f"{name}={value!r}: expected e.g. 600/minute, 20/second or off")
+    return value
+
+
+def _env_count(name: str, *, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit():
+        raise ImproperlyConfigured(f"{name}={value!r}: expected a whole number >= 0")
+    return int(value)
 
 
 def _read_pem(path: Path) -> str | None:
@@ -81,6 +111,13 @@ MIDDLEWARE = [
     # First, so that every response -- errors included -- names its instance.
     "littlelemon.served_by.ServedByMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # ETag (an MD5 of the body) on GET responses, and 304 for a matching
+    # If-None-Match: what lets the gateway's cache revalidate instead of
+    # refetching. Where Django's middleware-ordering notes put it: outside any
+    # middleware that could still change the body (here: after Security, before
+    # Common); inside ServedBy, so a 304 names its instance too. The hash covers
+    # the body only, so both instances give the same ETag for the same content.
+    "django.middleware.http.ConditionalGetMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -136,6 +173,18 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 
+# Only DRF's throttles use a cache. LocMemCache lives in one process's memory:
+# every gunicorn worker of every instance counts on its own, so the backend's
+# limits are a per-process backstop, never the exact ones (those are the
+# gateway's). Room for a few thousand client histories before culling.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "little-lemon-throttle",
+        "OPTIONS": {"MAX_ENTRIES": 5000},
+    }
+}
+
 REST_FRAMEWORK = {
     # Stateless JWT only: the gateway in front verifies the same tokens.
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -144,6 +193,20 @@ REST_FRAMEWORK = {
     # Closed by default; each view opens what it means to open.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "menu.pagination.PerPagePagination",
+    # A backstop for when the backend is reached without the gateway; the menu
+    # views pick the throttle per action (menu/throttling.py). Generous: the
+    # gateway's limits (config/gateway.yaml: 60/minute anonymous, 600/minute per
+    # user, 10 writes/minute) must always bite first.
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": _env_rate("THROTTLE_ANON_RATE", default="600/minute"),
+        "user": _env_rate("THROTTLE_USER_RATE", default="1200/minute"),
+    },
+    # Behind the gateway every request comes from the gateway's address. The
+    # gateway sends "X-Forwarded-For: <client>" (plus one entry per trusted
+    # proxy in front of it, if server.trusted_proxies lists any: then count
+    # those too), and DRF keys on the entry NUM_PROXIES from the right.
+    # 0: key on the TCP peer only (a backend that clients reach directly).
+    "NUM_PROXIES": _env_count("THROTTLE_NUM_PROXIES", default=1),
     "DEFAULT_RENDERER_CLASSES": (
         ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"]
         if DEBUG

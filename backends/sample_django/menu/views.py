@@ -11,6 +11,7 @@ from menu.filters import MenuItemFilter, StableOrderingFilter
 from menu.models import Category, MenuItem
 from menu.permissions import IsManagerOrReadOnly
 from menu.serializers import CategorySerializer, MenuItemSerializer
+from menu.throttling import ActionThrottlesMixin
 
 __all__ = ["CategoryInUse", "CategoryViewSet", "MenuItemViewSet"]
 
@@ -23,7 +24,7 @@ class CategoryInUse(APIException):
     default_code = "category_in_use"
 
 
-class MenuItemViewSet(viewsets.ModelViewSet):
+class MenuItemViewSet(ActionThrottlesMixin, viewsets.ModelViewSet):
     """List, filter, search, order and (for managers) edit menu items."""
 
     serializer_class = MenuItemSerializer
@@ -39,7 +40,7 @@ class MenuItemViewSet(viewsets.ModelViewSet):
         return MenuItem.objects.select_related("category")
 
 
-class CategoryViewSet(viewsets.ModelViewSet):
+class CategoryViewSet(ActionThrottlesMixin, viewsets.ModelViewSet):
     """The menu's sections; managers may add or rename them."""
 
     queryset = Category.objects.all()

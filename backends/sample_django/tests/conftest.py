@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.core.cache import cache
 from pytest_django import Settings
 from rest_framework.test import APIClient
 
@@ -26,6 +27,12 @@ PASSWORD = "correct-horse-battery-9"
 def fast_password_hashing(settings: Settings) -> None:
     """PBKDF2's deliberate slowness is for attackers, not for test suites."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttle_counts() -> None:
+    """The throttles count in this process's LocMemCache; each test starts from zero."""
+    cache.clear()
 
 
 @pytest.fixture

@@ -38,8 +38,17 @@ class Reply:
         return json.loads(self.body)
 
 
-def request(url: str, *, method: str = "GET", payload: dict | None = None, token: str | None = None) -> Reply:
-    headers = {"Content-Type": "application/json"} if payload is not None else {}
+def request(
+    url: str,
+    *,
+    method: str = "GET",
+    payload: dict | None = None,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    headers = dict(headers or {})
+    if payload is not None:
+        headers["Content-Type"] = "application/json"
     if token:
         headers["Authorization"] = f"Bearer {token}"
     data = json.dumps(payload).encode() if payload is not None else None
@@ -196,6 +205,38 @@ def test_customer_write_is_403_under_gunicorn(pair: tuple[Instance, Instance]) -
     )
 
     assert reply.status == 403
+
+
+def test_an_etag_from_one_instance_revalidates_on_the_other(pair: tuple[Instance, Instance]) -> None:
+    alpha, beta = pair
+    # As behind the gateway (host_header: preserve): one Host for both, so the
+    # absolute pagination links, and with them the bodies, are the same.
+    host = {"Host": "127.0.0.1:8080"}
+    first = request(f"{alpha.url}/api/menu-items?perpage=5", headers=host)
+
+    again = request(f"{beta.url}/api/menu-items?perpage=5", headers={**host, "If-None-Match": first.headers["ETag"]})
+
+    assert first.status == 200
+    assert (again.status, again.body, again.headers["X-Served-By"]) == (304, b"", "beta")
+    assert again.headers["ETag"] == first.headers["ETag"]
+
+
+def test_throttle_rates_come_from_the_environment(backend_env: dict[str, str], tmp_path: Path) -> None:
+    limited = {**backend_env, "THROTTLE_ANON_RATE": "2/minute"}
+    instance = start_gunicorn(limited, "limited", tmp_path)
+    try:
+        alice = [
+            request(f"{instance.url}/api/categories", headers={"X-Forwarded-For": "203.0.113.10"}) for _ in range(3)
+        ]
+        bob = request(f"{instance.url}/api/categories", headers={"X-Forwarded-For": "198.51.100.20"})
+        health = request(f"{instance.url}/healthz")
+    finally:
+        instance.stop()
+
+    assert [reply.status for reply in alice] == [200, 200, 429]
+    assert int(alice[2].headers["Retry-After"]) > 0
+    assert bob.status == 200
+    assert health.status == 200  # the gateway's health checks are never throttled
 
 
 def test_healthz_is_503_when_the_database_cannot_be_opened(
