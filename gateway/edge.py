@@ -73,6 +73,10 @@ class EdgeHandler:
             response = problem_response(500, "the gateway failed to handle this request")
         if not response.prepared:
             response.headers["X-Request-ID"] = request_id
+            if ex.cache_status is None and ex.route is not None and ex.route.cached:
+                # Refused before the cache stage (401, 403, 429...): not from the cache.
+                ex.extra_response_headers.append(("X-Cache", "BYPASS"))
+                ex.extra_response_headers.append(("Cache-Status", "gateway; fwd=bypass"))
             if ex.extra_response_headers:
                 add_response_headers(response.headers, ex.extra_response_headers)
         elapsed = time.perf_counter() - started

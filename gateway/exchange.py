@@ -46,6 +46,9 @@ class Exchange:
     """Headers stages want sent upstream (identity claims), set after the client's are filtered."""
     extra_response_headers: list[tuple[str, str]] = field(default_factory=list)
     """Headers later stages want on the response, whoever builds it."""
+    cache_status: str | None = None
+    """``X-Cache`` as the cache stage decided it; None when it did not run (the edge
+    then marks a cached route's refusals BYPASS)."""
 
 
 EXCHANGE: web.RequestKey[Exchange] = web.RequestKey("gateway.exchange", Exchange)

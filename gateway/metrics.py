@@ -78,9 +78,25 @@ class Metrics:
         )
         self.store_errors_total = Counter(
             "gateway_store_errors_total", "Store calls that failed (timeout, refused, reset), by operation: "
-            "take (a throttle decision), connect (the start-up check).",
+            "take (a throttle decision), connect (the start-up check), cache_get, cache_put, cache_invalidate.",
             ("operation",), registry=r,
         )
+        self.cache_requests_total = Counter(
+            "gateway_cache_requests_total", "Requests on cached routes by what the cache did: hit (served a fresh "
+            "entry), miss (asked the upstream), bypass (not cacheable as sent), stale (served an expired entry).",
+            ("route", "result"), registry=r,
+        )
+        self.cache_bytes = Gauge(
+            "gateway_cache_bytes", "Bytes held by the memory cache (summed over workers; 0 with the redis store).",
+            registry=r,
+        )
+        self.cache_invalidations_total = Counter(
+            "gateway_cache_invalidations_total", "Cache invalidations: write (a successful POST/PUT/PATCH/DELETE) "
+            "or purge (the admin endpoint).",
+            ("reason",), registry=r,
+        )
+        for reason in ("write", "purge"):
+            self.cache_invalidations_total.labels(reason)
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._upstream_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 
@@ -124,6 +140,10 @@ class Metrics:
     def throttled(self, route: str, callers: Iterable[str]) -> dict[str, Counter]:
         """Labelled children for one route and each caller class, bound at build time."""
         return {caller: self.throttled_total.labels(route, caller) for caller in callers}
+
+    def cache_results(self, route: str) -> dict[str, Counter]:
+        """Labelled children for one cached route, bound at build time, all at 0."""
+        return {result: self.cache_requests_total.labels(route, result) for result in ("hit", "miss", "bypass", "stale")}
 
     def store_errors(self, operation: str) -> Counter:
         """The labelled child for one store operation, bound when the store is created."""

@@ -10,6 +10,7 @@ in the order of :data:`gateway.stages.STAGES`, ending in the route's forwarder.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from gateway.metrics import Metrics
 
 if TYPE_CHECKING:
     from gateway.auth.verifier import JwtAuthenticator
+    from gateway.cache.response_cache import ResponseCache
+    from gateway.upstream.forwarder import Forwarder
     from gateway.store.base import Store
     from gateway.upstream import Upstream
 
@@ -45,6 +48,10 @@ class StageDeps:
     """The runtime's one JWT verifier (keys, JWKS fetcher, token cache), shared by every route."""
     store: Store | None = None
     """The process's one store (``store.kind``): throttle buckets, shared by every route."""
+    cache: ResponseCache | None = None
+    """The process's response cache, when any route caches."""
+    forwarders: Mapping[str, Forwarder] = dataclasses.field(default_factory=dict)
+    """Each route's forwarder by route name (the cache stage drives fetch and render)."""
 
 
 StageFactory = Callable[[RouteConfig, StageDeps], "Stage | None"]

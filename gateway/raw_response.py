@@ -44,11 +44,22 @@ SKIPPED_RESPONSE_HEADERS = frozenset(
 
 class RawResponse(web.StreamResponse):
     def __init__(
-        self, *, status: int, reason: str, raw_headers: Sequence[tuple[bytes, bytes]], body: bytes
+        self,
+        *,
+        status: int,
+        reason: str,
+        raw_headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        send_body: bool = True,
+        with_length: bool = True,
     ) -> None:
+        """``send_body=False`` answers a HEAD (the length of ``body`` is announced,
+        the body is not sent); ``with_length=False`` too, for a 304."""
         super().__init__(status=status, reason=reason or None)
         self.raw_headers = raw_headers
         self.body = body
+        self.send_body = send_body
+        self.with_length = with_length
 
     def _head(self, keep_alive: bool) -> bytes:
         lines = [b"HTTP/1.1 %d %s\r\n" % (self.status, self.reason.encode("latin-1"))]
@@ -82,7 +93,8 @@ class RawResponse(web.StreamResponse):
             if name.lower() == "vary":
                 value = vary or value
             lines.append(name.encode("latin-1") + b": " + value.encode("utf-8") + b"\r\n")
-        lines.append(b"Content-Length: %d\r\n" % len(self.body))
+        if self.with_length:
+            lines.append(b"Content-Length: %d\r\n" % len(self.body))
         if not keep_alive:
             lines.append(b"Connection: close\r\n")
         lines.append(b"\r\n")
@@ -97,7 +109,8 @@ class RawResponse(web.StreamResponse):
         writer = self._payload_writer = request._payload_writer
         keep_alive = self._keep_alive if self._keep_alive is not None else request.keep_alive
         self._keep_alive = keep_alive
-        writer._write(self._head(keep_alive) + self.body)  # type: ignore[attr-defined]
+        head = self._head(keep_alive)
+        writer._write(head + self.body if self.send_body else head)  # type: ignore[attr-defined]
         await writer.drain()
         return writer
 

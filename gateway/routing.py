@@ -29,6 +29,9 @@ class CompiledRoute:
     host: str | None
     handler: Callable[..., Any] | None = None
     """The route's compiled stage chain, filled in by the pipeline builder."""
+    cached: bool = False
+    """The route has ``cache``: every answer carries X-Cache (the edge marks refusals
+    made before the cache stage ``BYPASS``)."""
     state: dict[str, Any] = field(default_factory=dict)
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from gateway.auth.verifier import JwtAuthenticator
+from gateway.cache import create_cache
+from gateway.cache.generations import Generations
+from gateway.cache.response_cache import ResponseCache
 from gateway.client_ip import ClientIPResolver
 from gateway.config.cors import effective_cors
 from gateway.config.models import GatewayConfig
@@ -34,7 +37,10 @@ class Runtime:
         registry: Mapping[str, StageFactory] = STAGES,
         identity_headers: tuple[str, ...] = (),
         previous: Runtime | None = None,
+        generations: Generations | None = None,
     ) -> None:
+        """``generations``: the process's invalidation counters (shared with sibling
+        workers); a private table when not given."""
         self.config = config
         self.metrics = metrics
         self.resolver = ClientIPResolver(trusted_proxies=config.server.trusted_proxies)
@@ -59,6 +65,22 @@ class Runtime:
             assert previous is not None
             self.store = previous.store
             previous._store_handed_over = True
+        # The response cache, when a route caches; like the store, a reload with the
+        # same ``store`` and ``cache`` sections keeps it (and its entries).
+        self.cache: ResponseCache | None = None
+        self._cache_created = False
+        self._cache_handed_over = False
+        if any(r.cache is not None for r in config.routes):
+            kept = previous.cache if previous is not None else None
+            if kept is not None and previous is not None and (previous.config.store, previous.config.cache) == (
+                config.store,
+                config.cache,
+            ):
+                self.cache = kept
+                previous._cache_handed_over = True
+            else:
+                self.cache = create_cache(config, metrics=metrics, generations=generations or Generations())
+                self._cache_created = True
         self.preflight_routes = frozenset(
             r.name for r in config.routes if effective_cors(config.cors, r.cors) is not None
         )
@@ -80,19 +102,33 @@ class Runtime:
         self.router = Router(config.routes)
         self.max_body_size = config.server.max_body_size
         self.max_header_size = config.server.max_header_size
-        deps = StageDeps(
-            config=config, metrics=metrics, upstreams=self.upstreams, authenticator=self.authenticator, store=self.store
-        )
-        self.route_stages: dict[str, tuple[str, ...]] = {}
+        forwarders: dict[str, Forwarder] = {}
         for route in self.router.routes:
-            forwarder = Forwarder(
+            forwarder = forwarders[route.name] = Forwarder(
                 upstream=self.upstreams[route.config.upstream],
                 strip_prefix=route.prefix if route.config.strip_prefix else None,
                 header_filter=self.header_filter,
                 max_body_size=self.max_body_size,
                 body_timeout=config.server.body_timeout,
             )
-            route.handler, self.route_stages[route.name] = build_chain(route.config, deps, registry, forwarder)
+            if self.cache is not None:
+                # Writes invalidate on every route, cached or not (SPEC §4).
+                forwarder.on_write = self.cache.on_write
+        deps = StageDeps(
+            config=config,
+            metrics=metrics,
+            upstreams=self.upstreams,
+            authenticator=self.authenticator,
+            store=self.store,
+            cache=self.cache,
+            forwarders=forwarders,
+        )
+        self.route_stages: dict[str, tuple[str, ...]] = {}
+        for route in self.router.routes:
+            route.handler, self.route_stages[route.name] = build_chain(
+                route.config, deps, registry, forwarders[route.name]
+            )
+            route.cached = route.config.cache is not None
 
     async def start(self) -> None:
         for name in self._created:
@@ -101,12 +137,17 @@ class Runtime:
             await self.authenticator.start()
         if self._store_created:
             await self.store.start()
+        if self._cache_created:
+            assert self.cache is not None
+            await self.cache.start()
 
     async def close(self) -> None:
         if self.authenticator is not None:
             await self.authenticator.close()
         if not self._store_handed_over:
             await self.store.close()
+        if self.cache is not None and self._cache_created and not self._cache_handed_over:
+            await self.cache.close()
         for name, upstream in self.upstreams.items():
             if name not in self._handed_over:
                 await upstream.close()
@@ -134,6 +175,7 @@ class Runtime:
             ],
             "upstreams": {name: upstream.status() for name, upstream in self.upstreams.items()},
             "store": self.store.status(),
+            "cache": self.cache.status() if self.cache is not None else None,
         }
 
     def readiness(self) -> list[str]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, PlainValidator, WithJsonSchema, field_validator
+from pydantic import BeforeValidator, Field, PlainValidator, WithJsonSchema, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from gateway.config.auth import AuthConfig, ClaimValue
+from gateway.config.cache import CacheConfig, RouteCacheConfig
 from gateway.config.base import Model
 from gateway.config.upstream import TargetConfig, TimeoutsConfig, UpstreamConfig
 from gateway.config.cors import CorsConfig, RouteCors
@@ -190,6 +191,16 @@ class RouteConfig(Model):
     """Overrides the global ``cors`` key by key; ``false`` turns CORS off here."""
     throttle: RouteThrottleSetting = None
     """Overrides the global ``throttle`` key by key; ``false`` turns throttling off here."""
+    cache: RouteCacheConfig | None = None
+    """GET/HEAD answers of this route are stored and served from the cache (SPEC §4)."""
+
+    @model_validator(mode="after")
+    def _per_user_needs_auth(self) -> RouteConfig:
+        if self.cache is not None and self.cache.per_user and self.auth == "none":
+            # Without verification there is no subject to key on: the raw token must
+            # never be a cache key (SPEC §4), and such requests would only bypass.
+            raise PydanticCustomError("per_user", "cache.per_user needs auth: optional or required on this route")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -211,5 +222,6 @@ class GatewayConfig(Model):
     cors: CorsConfig | None = None
     store: StoreConfig = StoreConfig()
     throttle: ThrottleConfig = ThrottleConfig()
+    cache: CacheConfig = CacheConfig()
     upstreams: dict[str, UpstreamConfig] = Field(min_length=1)
     routes: tuple[RouteConfig, ...] = Field(min_length=1)

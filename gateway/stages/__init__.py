@@ -14,7 +14,7 @@ built from this dict, never from an if-chain.
 from __future__ import annotations
 
 from gateway.pipeline import StageFactory
-from gateway.stages import auth, authorize, cors, firewall, throttle
+from gateway.stages import auth, authorize, cache, cors, firewall, throttle
 
 __all__ = ["STAGES"]
 
@@ -29,4 +29,7 @@ STAGES: dict[str, StageFactory] = {
     "authenticate": auth.build,
     "throttle": throttle.build,
     "authorize": authorize.build,
+    # Last: a hit must have passed every check above (a cache is never a way around
+    # the firewall, auth or throttling); it drives the forwarder's fetch and render.
+    "cache": cache.build,
 }

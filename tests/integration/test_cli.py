@@ -47,7 +47,7 @@ def test_check_reports_every_error_with_its_path(tmp_path):
     result = run("check", "-c", str(bad))
     assert result.returncode == 2
     assert "server.max_body_size: expected a size like 10MiB, got 'lots'" in result.stderr
-    assert "routes[2].cache: unknown key" in result.stderr
+    assert "routes[2].cache.ttl: expected a duration like 30s, got 'soon'" in result.stderr
 
 
 def test_check_on_a_missing_file(tmp_path):

@@ -523,7 +523,7 @@ def test_every_metric_the_gateway_declares_is_on_the_dashboard() -> None:
 
 
 @pytest.mark.parametrize(("expr", "problem"), [
-    ('sum(rate(gateway_cache_requests_total[5m]))', "not a series"),
+    ('sum(rate(gateway_cache_misses_total[5m]))', "not a series"),
     ('sum(rate(gateway_requests[5m]))', "not a series"),
     ('gateway_request_duration_seconds_created', "not a series"),
     ('sum by (target) (rate(gateway_upstream_duration_seconds_count[5m]))', "by (target)"),
