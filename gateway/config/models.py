@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, PlainValidator, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
+from gateway.client_ip import ClientIPHeader
 from gateway.config.auth import AuthConfig, ClaimValue
 from gateway.config.base import Model
 from gateway.config.upstream import TargetConfig, TimeoutsConfig, UpstreamConfig
@@ -72,11 +73,33 @@ WorkerCount = Annotated[
 ]
 
 
+def _client_ip_header(value: Any) -> ClientIPHeader:
+    """``server.client_ip_header``: header names are case-insensitive, so any
+    spelling is accepted and stored in its canonical form."""
+    if isinstance(value, str):
+        for name in ("X-Forwarded-For", "Forwarded"):
+            if value.strip().lower() == name.lower():
+                return name  # type: ignore[return-value]
+    raise PydanticCustomError(
+        "client_ip_header", "expected X-Forwarded-For or Forwarded, got {value}", {"value": repr(value)}
+    )
+
+
+ClientIPHeaderName = Annotated[
+    ClientIPHeader,
+    PlainValidator(_client_ip_header),
+    WithJsonSchema({"enum": ["X-Forwarded-For", "Forwarded"], "default": "X-Forwarded-For"}),
+]
+
+
 class ServerConfig(Model):
     listen: Annotated[tuple[HostPort, ...], BeforeValidator(_as_list, json_schema_input_type=str | list[str])] = Field(
         default=(("127.0.0.1", 8080),), min_length=1, json_schema_extra={"default": "127.0.0.1:8080"}
     )
     trusted_proxies: Annotated[tuple[Cidr, ...], BeforeValidator(_as_list, json_schema_input_type=str | list[str])] = ()
+    client_ip_header: ClientIPHeaderName = "X-Forwarded-For"
+    """The one header trusted proxies write the client address in (nginx's
+    ``real_ip_header``); the other one is never read."""
     max_body_size: Size = 10 * 1024 * 1024
     max_header_size: Size = 16 * 1024
     shutdown_timeout: Duration = 15.0

@@ -158,6 +158,24 @@ async def test_firewall_decides_on_the_resolved_client_ip(tmp_path, stub, gatewa
     assert 'gateway_firewall_denied_total{route="admin"} 2.0' in metrics
 
 
+async def test_client_ip_comes_only_from_the_configured_header(tmp_path, stub, gateway_factory):
+    # The trusted proxy (the test, on 127.0.0.1) writes only Forwarded and passes the
+    # client's own X-Forwarded-For through: that copy must decide nothing.
+    config = {
+        "server": {"trusted_proxies": ["127.0.0.1/32"], "client_ip_header": "Forwarded"},
+        "firewall": {"rules": [{"deny": "203.0.113.0/24"}]},
+        "upstreams": {"app": {"targets": [stub.url]}},
+        "routes": [{"name": "main", "match": {"path": "/"}, "upstream": "app"}],
+    }
+    gw = gateway_factory(config)
+    status, _, _ = await fetch("GET", gw.url + "/", {"X-Forwarded-For": "198.51.100.1", "Forwarded": "for=203.0.113.9"})
+    assert status == 403
+    status, _, _ = await fetch("GET", gw.url + "/", {"X-Forwarded-For": "203.0.113.9", "Forwarded": 'for="198.51.100.1:4711"'})
+    assert status == 200
+    assert stub.requests[-1]["header_map"]["x-forwarded-for"] == "198.51.100.1, 127.0.0.1"
+    assert "forwarded" not in stub.requests[-1]["header_map"]
+
+
 async def test_cors_preflight_is_answered_before_auth(tmp_path, make_stub, gateway_factory):
     def routes(app: web.Application) -> None:
         async def varied(request: web.Request) -> web.Response:
