@@ -85,6 +85,17 @@ async def test_invalid_tokens_are_401_and_never_forwarded(tmp_path, stub, gatewa
     assert stub.requests == []
 
 
+@pytest.mark.parametrize("name", ["\ud800", ["Ada", "\udfff"], "Ada\r\nX-Admin: 1", "Ada\x00"])
+async def test_a_claim_that_cannot_be_a_header_is_401_not_500(tmp_path, stub, gateway_factory, name):
+    config = menu_config(tmp_path, stub.url)
+    config["auth"]["jwt"]["forward_claims"] = {"user_id": "X-User-Id", "name": "X-User-Name"}
+    gw = gateway_factory(config)
+    status, headers, body = await fetch("GET", gw.url + "/api/menu-items", {"Authorization": f"Bearer {token(name=name)}"})
+    assert status == 401, body
+    assert headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+    assert stub.requests == []
+
+
 async def test_writes_need_a_manager(tmp_path, stub, gateway_factory):
     gw = gateway_factory(menu_config(tmp_path, stub.url))
     url = gw.url + "/api/menu-items"
