@@ -1,7 +1,8 @@
 """Firewall: allow or deny the client IP by ordered CIDR rules (SPEC §3 ``firewall``).
 
-Sits right after CORS and before authentication: a denied address costs one lookup
-and never reaches token verification, the throttle store or the upstream. It decides
+The first stage of a route's chain, before CORS and authentication: a denied address
+costs one lookup and never reaches a CORS answer, token verification, the throttle
+store or the upstream. It decides
 on the one client IP the edge resolved (``Exchange.client_ip``: the peer, or what
 trusted proxies say, IPv4-mapped IPv6 already folded to IPv4).
 

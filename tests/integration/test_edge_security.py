@@ -224,6 +224,40 @@ async def test_cors_preflight_is_answered_before_auth(tmp_path, make_stub, gatew
     assert headers.getall("Access-Control-Allow-Origin") == ["*"]  # the upstream's own, untouched
 
 
+async def test_a_firewall_denied_address_gets_no_cors_answers(tmp_path, stub, gateway_factory):
+    # The firewall comes first (SPEC §1): a denied address learns nothing, not even the
+    # route's CORS policy, whether the global or the route's own rules deny it.
+    config = {
+        "server": {"trusted_proxies": ["127.0.0.1/32"]},
+        "firewall": {"rules": [{"deny": "203.0.113.0/24"}]},
+        "cors": {"allow_origins": [APP]},
+        "upstreams": {"app": {"targets": [stub.url]}},
+        "routes": [
+            {"name": "admin", "match": {"path": "/admin", "methods": ["POST"]}, "upstream": "app",
+             "firewall": {"default": "deny", "rules": [{"allow": "198.51.100.0/24"}]}},
+            {"name": "main", "match": {"path": "/"}, "upstream": "app"},
+        ],
+    }
+    gw = gateway_factory(config)
+    preflight = {"Origin": APP, "Access-Control-Request-Method": "POST"}
+    cases = [
+        ("/", "198.51.100.1", 204),
+        ("/", "203.0.113.9", 403),  # global rule
+        ("/admin", "198.51.100.1", 204),
+        ("/admin", "192.0.2.1", 403),  # the route's default
+        ("/admin", "203.0.113.9", 403),
+    ]
+    for path, client, expected in cases:
+        status, headers, _ = await fetch("OPTIONS", gw.url + path, {**preflight, "X-Forwarded-For": client})
+        assert status == expected, (path, client)
+        if expected == 403:
+            assert not any(name.startswith("Access-Control-") for name in headers), (path, client, headers)
+    # and the actual request from a denied address carries no CORS headers either
+    status, headers, _ = await fetch("GET", gw.url + "/", {"Origin": APP, "X-Forwarded-For": "203.0.113.9"})
+    assert status == 403 and "Access-Control-Allow-Origin" not in headers
+    assert stub.requests == []
+
+
 class ThreadedIdP:
     """A JWKS endpoint in its own thread, so it answers while the test's event loop
     is blocked (the gateway fetches keys while ``gateway_factory`` waits for it)."""
