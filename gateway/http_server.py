@@ -24,6 +24,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from gateway.problem import problem_response
+from gateway.rate_limited_log import RateLimitedLog
 
 __all__ = ["EdgeServer", "require_c_parser", "ParserUnavailable"]
 
@@ -54,11 +55,15 @@ class _EdgeRequestHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
+        manager = self._manager
         if status >= 500:
             log.error("error handling request from %s", request.remote, exc_info=exc)
+        elif isinstance(manager, EdgeServer):
+            # The client's doing, and a client can do it as fast as it likes: counted
+            # (on_refused), but only sampled in the log.
+            manager.refusal_log.log("refused request from %s: %s %s", request.remote, status, message or exc)
         else:
             log.info("refused request from %s: %s %s", request.remote, status, message or exc)
-        manager = self._manager
         if isinstance(manager, EdgeServer) and manager.on_refused is not None:
             manager.on_refused(status)
         if request.writer.output_size > 0:
@@ -74,12 +79,13 @@ class EdgeServer(web.Server):
     """``web.Server`` whose connections use :class:`_EdgeRequestHandler`.
 
     ``on_refused(status)`` is told of every request the parser refused, so that they
-    are counted like any other answer.
+    are counted like any other answer; ``refusal_log`` writes a sample of them.
     """
 
     def __init__(self, handler: Any, *, on_refused: Callable[[int], None] | None = None, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.on_refused = on_refused
+        self.refusal_log = RateLimitedLog(log)
 
     def __call__(self) -> RequestHandler:
         kwargs: dict[str, Any] = self._kwargs
