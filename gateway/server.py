@@ -84,6 +84,7 @@ class GatewayProcess:
         self.http = EdgeServer(
             self.edge,
             on_refused=lambda status: self.metrics.observe_request("none", "OTHER", status, 0.0),
+            header_timeout=config.server.header_timeout,
             max_line_size=max(8190, header_limit),
             max_field_size=header_limit,
             max_headers=256,

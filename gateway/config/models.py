@@ -103,6 +103,10 @@ class ServerConfig(Model):
     max_body_size: Size = 10 * 1024 * 1024
     max_header_size: Size = 16 * 1024
     shutdown_timeout: Duration = 15.0
+    header_timeout: PositiveDuration = 10.0
+    """Longest a client may take to send a complete request head, from accept (or from
+    the first byte of a keep-alive connection's next request); exceeded -> 408 and a
+    close (slowloris). Envoy's edge best practice for request_headers_timeout."""
     body_timeout: PositiveDuration = 60.0
     """Longest silence while reading a request body; exceeded -> 408 (nginx's
     client_body_timeout). Without it, slow uploads could hold every upstream connection."""

@@ -82,3 +82,105 @@ async def test_a_flood_of_parser_refusals_is_counted_not_logged_line_by_line(stu
     refused_lines = lines_matching(gw.log(), r"gateway\.http: refused request")
     assert 1 <= len(refused_lines) <= bound_for(elapsed), refused_lines[:5]
     assert stub.requests == []
+
+
+class Slowloris:
+    """A client that starts a request head and then sends one byte per second,
+    never finishing it. Records how its connection ended and after how long."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reply = b""
+        self.lifetime: float | None = None
+        """Seconds from connect until the gateway closed the connection; ``None``
+        while it is still open."""
+
+    async def run(self, *, give_up_after: float) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        connected = time.monotonic()
+        writer.write(b"GET / HTTP/1.1\r\nHost: slow\r\n")
+        closed = asyncio.ensure_future(reader.read())  # until EOF: a 408, or nothing
+        try:
+            for byte in b"X-Slow: " + b"a" * 10_000:
+                if closed.done() or time.monotonic() - connected > give_up_after:
+                    break
+                try:
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                except ConnectionError:
+                    break
+                await asyncio.wait([closed], timeout=1.0)
+            try:
+                self.reply = await asyncio.wait_for(closed, timeout=5)
+            except (TimeoutError, ConnectionError):
+                return
+            self.lifetime = time.monotonic() - connected
+        finally:
+            closed.cancel()
+            writer.close()
+
+
+HEADER_TIMEOUT = 1.0
+MARGIN = 10.0  # generous: a loaded 2-core box may run the sweep late
+
+
+async def test_slowloris_connections_are_closed_while_normal_clients_are_served(stub, gateway_factory):
+    config = {**simple_config(stub.url), "server": {"header_timeout": f"{HEADER_TIMEOUT:g}s"}}
+    gw = gateway_factory(config)
+    attackers = [Slowloris(gw.port) for _ in range(50)]
+    attack = asyncio.gather(*(a.run(give_up_after=HEADER_TIMEOUT + MARGIN + 5) for a in attackers))
+
+    statuses: list[int] = []
+    async with aiohttp.ClientSession() as session:
+        while not attack.done():
+            async with session.get(gw.url + "/normal") as response:
+                statuses.append(response.status)
+            await asyncio.sleep(0.1)
+    await attack
+
+    assert statuses and set(statuses) == {200}, statuses
+    for attacker in attackers:
+        assert attacker.lifetime is not None, "a slowloris connection was never closed"
+        assert attacker.lifetime < HEADER_TIMEOUT + MARGIN, attacker.lifetime
+        assert attacker.reply == b"" or attacker.reply.startswith(b"HTTP/1.1 408"), attacker.reply[:100]
+    assert {r["path_qs"] for r in stub.requests} == {"/normal"}  # no slow request got through
+    metrics = await metrics_of(gw.admin_url)
+    assert metric_total(metrics, "gateway_requests_total", route="none", code="408") == 50
+
+
+async def test_a_silent_connection_is_closed_but_an_idle_keep_alive_one_is_not(stub, gateway_factory):
+    config = {**simple_config(stub.url), "server": {"header_timeout": f"{HEADER_TIMEOUT:g}s"}}
+    gw = gateway_factory(config)
+    # A connection that never sends a byte: closed without a response.
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    assert await asyncio.wait_for(reader.read(), timeout=HEADER_TIMEOUT + MARGIN) == b""
+    writer.close()
+
+    # A keep-alive connection between requests is governed by the keep-alive timeout:
+    # still usable well after header_timeout has passed.
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    request = b"GET /again HTTP/1.1\r\nHost: idle\r\n\r\n"
+    for attempt in range(2):
+        if attempt:
+            await asyncio.sleep(HEADER_TIMEOUT * 4)
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+        await reader.readexactly(length)
+    writer.close()
+    assert len(stub.requests) == 2
+
+
+async def test_a_slow_body_is_not_a_slow_head(stub, gateway_factory):
+    # Once the head is complete, body_timeout governs, not header_timeout.
+    config = {**simple_config(stub.url), "server": {"header_timeout": f"{HEADER_TIMEOUT:g}s"}}
+    gw = gateway_factory(config)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(b"POST /upload HTTP/1.1\r\nHost: slow\r\nContent-Length: 5\r\n\r\nab")
+    await asyncio.sleep(HEADER_TIMEOUT * 3)
+    writer.write(b"cde")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    writer.close()
+    assert [r["path_qs"] for r in stub.requests] == ["/upload"]
