@@ -8,7 +8,8 @@ per request. Three things are adjusted:
   are answered as ``application/problem+json`` like every other gateway error, and
   logged without a traceback (and only a sample of them), because they are the
   client's fault, not ours;
-- the parser's per-field limits follow ``server.max_header_size``;
+- the parser's per-field limits follow ``server.max_header_size``, also after a
+  reload (for connections accepted from then on: a parser is made per connection);
 - a request head must arrive within ``server.header_timeout`` (slowloris). aiohttp
   has no such timer: a client that never finishes its head would be held for the
   keep-alive timeout.
@@ -201,6 +202,16 @@ class EdgeServer(web.Server):
     def __call__(self) -> RequestHandler:
         kwargs: dict[str, Any] = self._kwargs
         return _EdgeRequestHandler(self, loop=self._loop, **kwargs)
+
+    def apply_limits(self, *, max_header_size: int, header_timeout: float) -> None:
+        """Take ``server.max_header_size`` and ``server.header_timeout`` (at start-up
+        and on every reload). The parser limits are handler arguments, read when a
+        connection is accepted, so they apply to every connection accepted after this."""
+        kwargs: dict[str, Any] = self._kwargs
+        # A request line is not a header: keep aiohttp's own 8190 floor for it.
+        kwargs["max_line_size"] = max(8190, max_header_size)
+        kwargs["max_field_size"] = max_header_size
+        self.header_timeout = header_timeout
 
     def start_head_timer(self, handler: _EdgeRequestHandler) -> None:
         """Start ``handler``'s head timer unless it is already running."""

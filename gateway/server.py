@@ -83,17 +83,14 @@ class GatewayProcess:
         self.access_log = AccessLog(target=config.server.access_log)
         self.runtime = Runtime(config, metrics=self.metrics)
         self.edge = EdgeHandler(self.runtime, metrics=self.metrics, access_log=self.access_log)
-        header_limit = config.server.max_header_size
         self.http = EdgeServer(
             self.edge,
             on_refused=lambda status: self.metrics.observe_request("none", "OTHER", status, 0.0),
-            header_timeout=config.server.header_timeout,
-            max_line_size=max(8190, header_limit),
-            max_field_size=header_limit,
             max_headers=256,
             access_log=None,
             keepalive_timeout=75.0,
         )
+        self.http.apply_limits(max_header_size=config.server.max_header_size, header_timeout=config.server.header_timeout)
         self._servers: list[asyncio.AbstractServer] = []
         self._admin_runner: web.AppRunner | None = None
         self._stop = asyncio.Event()
@@ -156,6 +153,7 @@ class GatewayProcess:
         old, self.runtime = self.runtime, runtime
         self.config = config
         self.edge.runtime = runtime
+        self.http.apply_limits(max_header_size=config.server.max_header_size, header_timeout=config.server.header_timeout)
         await old.quiesce()
         self._forget_removed_targets(old, runtime)
         self.metrics.config_reloads_total.labels("success").inc()

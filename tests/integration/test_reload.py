@@ -139,5 +139,43 @@ async def log_has(gw: GatewayProcess, text: str, times: int = 1) -> bool:
 
 def rewrite(gw: GatewayProcess, config: dict[str, Any]) -> None:
     """Write ``config`` as the gateway's file, keeping its listeners."""
-    config = {**config, "server": {**config.get("server", {}), **gw.config["server"]}, "admin": gw.config["admin"]}
+    listeners = {key: gw.config["server"][key] for key in ("listen", "access_log")}
+    config = {**config, "server": {**config.get("server", {}), **listeners}, "admin": gw.config["admin"]}
     gw.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def status_with_header(port: int, value_size: int) -> int:
+    """Status of a request with one header of ``value_size`` bytes, on a new connection
+    (a reload's limits apply to connections accepted after it)."""
+    import socket
+
+    request = (
+        b"GET /big HTTP/1.1\r\nHost: h\r\nX-Big: " + b"a" * value_size + b"\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return int(reply.split(b" ", 2)[1])
+
+
+async def test_a_reloaded_max_header_size_reaches_the_parser(stub, gateway_factory):
+    small = {**simple_config(stub.url), "server": {"max_header_size": "4KiB"}}
+    large = {**simple_config(stub.url), "server": {"max_header_size": "32KiB"}}
+    gw = gateway_factory(small)
+    loop = asyncio.get_running_loop()
+
+    async def status(size: int) -> int:
+        return await loop.run_in_executor(None, status_with_header, gw.port, size)
+
+    assert await status(6000) in (400, 431)
+    expected_reloads = 0
+    for config, refused in ((large, False), (small, True)):
+        rewrite(gw, config)
+        gw.signal(signal.SIGHUP)
+        expected_reloads += 1
+        await wait_for(lambda: at_least(reloads_succeeded(gw), expected_reloads), what="the reload")
+        code = await status(6000)
+        assert (code in (400, 431)) if refused else code == 200, code
+    assert [r["path_qs"] for r in stub.requests] == ["/big"]
