@@ -1,9 +1,13 @@
 """Who the client is: the TCP peer, or what a trusted proxy in front of us says.
 
 The rule (SPEC §4): the peer, unless the peer is in ``server.trusted_proxies``; then
-the rightmost ``X-Forwarded-For`` address that is not itself trusted. Reading from the
-right matters: everything left of the first untrusted hop was written by the client
-and proves nothing. IPv4-mapped IPv6 addresses (``::ffff:a.b.c.d``, what a dual-stack
+the rightmost address of ``server.client_ip_header`` (``X-Forwarded-For`` or RFC 7239
+``Forwarded``) that is not itself trusted. Reading from the right matters: everything
+left of the first untrusted hop was written by the client and proves nothing.
+
+Only the one header the operator names is read (nginx's ``real_ip_header``): a proxy
+that writes ``Forwarded`` usually passes the client's ``X-Forwarded-For`` through
+untouched, so preferring whichever header is present would let the client choose. IPv4-mapped IPv6 addresses (``::ffff:a.b.c.d``, what a dual-stack
 socket reports for IPv4 peers) count as their IPv4 address everywhere.
 
 The one address found here is used for the firewall, throttling, logs and the
@@ -14,13 +18,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from multidict import CIMultiDictProxy
 
-__all__ = ["ClientIPResolver", "Resolution", "canonical_ip"]
+__all__ = ["ClientIPHeader", "ClientIPResolver", "Resolution", "canonical_ip"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+ClientIPHeader = Literal["X-Forwarded-For", "Forwarded"]
 
 
 def canonical_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -52,14 +57,15 @@ class Resolution(NamedTuple):
 
 
 class ClientIPResolver:
-    """Compiled once from ``server.trusted_proxies``."""
+    """Compiled once from ``server.trusted_proxies`` and ``server.client_ip_header``."""
 
-    __slots__ = ("_v4", "_v6", "_trusts_any")
+    __slots__ = ("_v4", "_v6", "_trusts_any", "_from_forwarded")
 
-    def __init__(self, *, trusted_proxies: Sequence[IPNetwork]) -> None:
+    def __init__(self, *, trusted_proxies: Sequence[IPNetwork], header: ClientIPHeader = "X-Forwarded-For") -> None:
         self._v4 = tuple(n for n in trusted_proxies if n.version == 4)
         self._v6 = tuple(n for n in trusted_proxies if n.version == 6)
         self._trusts_any = bool(trusted_proxies)
+        self._from_forwarded = header == "Forwarded"
 
     @property
     def trusts_any(self) -> bool:
@@ -100,11 +106,12 @@ class ClientIPResolver:
         chain.reverse()
         return Resolution(chain[0], ", ".join(chain), True)
 
-    @staticmethod
-    def _forwarded_hops(headers: CIMultiDictProxy[str]) -> list[str]:
-        xff = headers.getall("X-Forwarded-For", ())
-        if xff:
-            return [part for value in xff for part in (p.strip() for p in value.split(",")) if part]
+    def _forwarded_hops(self, headers: CIMultiDictProxy[str]) -> list[str]:
+        """The hops of the configured header, leftmost first; the other header is
+        never read, so a client's copy of it can neither pick the address nor enter
+        the chain sent upstream."""
+        if not self._from_forwarded:
+            return [part for value in headers.getall("X-Forwarded-For", ()) for part in (p.strip() for p in value.split(",")) if part]
         hops: list[str] = []
         for value in headers.getall("Forwarded", ()):
             for element in value.split(","):

@@ -43,7 +43,9 @@ class Runtime:
         workers); a private table when not given."""
         self.config = config
         self.metrics = metrics
-        self.resolver = ClientIPResolver(trusted_proxies=config.server.trusted_proxies)
+        self.resolver = ClientIPResolver(
+            trusted_proxies=config.server.trusted_proxies, header=config.server.client_ip_header
+        )
         jwt = config.auth.jwt
         # The claim headers the gateway sets are stripped from every client request,
         # in every spelling, on every route (a client can never forge identity).

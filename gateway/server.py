@@ -6,6 +6,9 @@
   the running one stays; a valid one is compiled into a new runtime and swapped in
   with one assignment. Requests in flight finish under the runtime they started with;
   the old runtime's pools are closed once they have had ``shutdown_timeout`` to drain.
+  Reloads run one at a time: a new runtime takes over the store and upstreams of the
+  runtime in force, so two built at once from the same one would both take them over,
+  and retiring the loser would close what the winner serves with.
   Listener addresses and the admin listener are fixed for the life of the process.
 """
 
@@ -80,12 +83,9 @@ class GatewayProcess:
         self.access_log = AccessLog(target=config.server.access_log)
         self.runtime = Runtime(config, metrics=self.metrics)
         self.edge = EdgeHandler(self.runtime, metrics=self.metrics, access_log=self.access_log)
-        header_limit = config.server.max_header_size
         self.http = EdgeServer(
             self.edge,
             on_refused=lambda status: self.metrics.observe_request("none", "OTHER", status, 0.0),
-            max_line_size=max(8190, header_limit),
-            max_field_size=header_limit,
             max_headers=256,
             access_log=None,
             keepalive_timeout=75.0,
@@ -94,10 +94,14 @@ class GatewayProcess:
             # the inflated bytes past it would reach the upstream as a second request.
             auto_decompress=False,
         )
+        self.http.apply_limits(max_header_size=config.server.max_header_size, header_timeout=config.server.header_timeout)
         self._servers: list[asyncio.AbstractServer] = []
         self._admin_runner: web.AppRunner | None = None
         self._stop = asyncio.Event()
         self._old_runtimes: set[asyncio.Task[None]] = set()
+        self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Task[None]] = set()
+        """Reloads started by SIGHUP: the loop keeps only weak references to tasks."""
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -122,13 +126,24 @@ class GatewayProcess:
             log.info("admin on %s:%s", host, port)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
+
+    def _reload_on_signal(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     def stop(self) -> None:
         """Begin the drain, as SIGTERM does (a worker calls it when its supervisor is gone)."""
         self._stop.set()
 
     async def reload(self) -> None:
+        """Re-read the file and swap in a runtime built from it; waits for a reload
+        already under way, so every reload builds from the runtime in force."""
+        async with self._reload_lock:
+            await self._reload_now()
+
+    async def _reload_now(self) -> None:
         try:
             config = load_config(self.config_path)
         except ConfigError as exc:
@@ -142,6 +157,7 @@ class GatewayProcess:
         old, self.runtime = self.runtime, runtime
         self.config = config
         self.edge.runtime = runtime
+        self.http.apply_limits(max_header_size=config.server.max_header_size, header_timeout=config.server.header_timeout)
         await old.quiesce()
         self._forget_removed_targets(old, runtime)
         self.metrics.config_reloads_total.labels("success").inc()
@@ -165,6 +181,7 @@ class GatewayProcess:
     async def _retire(self, runtime: Runtime) -> None:
         await asyncio.sleep(self.config.server.shutdown_timeout)
         await runtime.close()
+        log.info("retired the runtime replaced by a reload")
 
     async def run_until_stopped(self) -> None:
         await self._stop.wait()

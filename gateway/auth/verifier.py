@@ -104,7 +104,10 @@ def _numeric(payload: Mapping[str, Any], name: str) -> float | None:
 
 
 def _header_value(value: Any) -> str | None:
-    """A claim as a header value; ``None`` for a value that cannot be one safely."""
+    """A claim as a header value; ``None`` for a value that cannot be one safely.
+
+    Decided here, at verification, so such a token is a 401 like any other bad claim
+    rather than a failure while the upstream request is written."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, (str, int, float)):
@@ -114,7 +117,13 @@ def _header_value(value: Any) -> str | None:
     else:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=True)
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
-        return None
+        return None  # CR/LF would split the header block, NUL ends it for some parsers
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate: valid in JSON ("\ud800"), but it has no UTF-8 bytes.
+            return None
     return text
 
 

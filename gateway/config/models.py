@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, PlainValidator, WithJsonSchema, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from gateway.client_ip import ClientIPHeader
 from gateway.config.auth import AuthConfig, ClaimValue
 from gateway.config.cache import CacheConfig, RouteCacheConfig
 from gateway.config.base import Model
@@ -73,14 +74,40 @@ WorkerCount = Annotated[
 ]
 
 
+def _client_ip_header(value: Any) -> ClientIPHeader:
+    """``server.client_ip_header``: header names are case-insensitive, so any
+    spelling is accepted and stored in its canonical form."""
+    if isinstance(value, str):
+        for name in ("X-Forwarded-For", "Forwarded"):
+            if value.strip().lower() == name.lower():
+                return name  # type: ignore[return-value]
+    raise PydanticCustomError(
+        "client_ip_header", "expected X-Forwarded-For or Forwarded, got {value}", {"value": repr(value)}
+    )
+
+
+ClientIPHeaderName = Annotated[
+    ClientIPHeader,
+    PlainValidator(_client_ip_header),
+    WithJsonSchema({"enum": ["X-Forwarded-For", "Forwarded"], "default": "X-Forwarded-For"}),
+]
+
+
 class ServerConfig(Model):
     listen: Annotated[tuple[HostPort, ...], BeforeValidator(_as_list, json_schema_input_type=str | list[str])] = Field(
         default=(("127.0.0.1", 8080),), min_length=1, json_schema_extra={"default": "127.0.0.1:8080"}
     )
     trusted_proxies: Annotated[tuple[Cidr, ...], BeforeValidator(_as_list, json_schema_input_type=str | list[str])] = ()
+    client_ip_header: ClientIPHeaderName = "X-Forwarded-For"
+    """The one header trusted proxies write the client address in (nginx's
+    ``real_ip_header``); the other one is never read."""
     max_body_size: Size = 10 * 1024 * 1024
     max_header_size: Size = 16 * 1024
     shutdown_timeout: Duration = 15.0
+    header_timeout: PositiveDuration = 10.0
+    """Longest a client may take to send a complete request head, from accept (or from
+    the first byte of a keep-alive connection's next request); exceeded -> 408 and a
+    close (slowloris). Envoy's edge best practice for request_headers_timeout."""
     body_timeout: PositiveDuration = 60.0
     """Longest silence while reading a request body; exceeded -> 408 (nginx's
     client_body_timeout). Without it, slow uploads could hold every upstream connection."""

@@ -3,7 +3,7 @@
 The full pipeline (SPEC §1) is::
 
     accept -> normalise path -> route -> client IP        (the edge handler)
-           -> cors -> firewall -> authenticate -> throttle -> authorize -> cache
+           -> firewall -> cors -> authenticate -> throttle -> authorize -> cache
                                                           (per-route stages, here)
            -> balance + forward                           (the route's forwarder)
 
@@ -19,10 +19,12 @@ from gateway.stages import auth, authorize, cache, cors, firewall, throttle
 __all__ = ["STAGES"]
 
 STAGES: dict[str, StageFactory] = {
-    # CORS first: a preflight is answered before auth and throttling (it never
-    # carries credentials), and its headers must be on every later refusal too.
-    "cors": cors.build,
+    # The firewall first (SPEC §1): a denied address gets a 403 and nothing else --
+    # no CORS preflight answer, no CORS headers, no token verification.
     "firewall": firewall.build,
+    # Then CORS: a preflight is answered before auth and throttling (it never carries
+    # credentials), and its headers must be on every later refusal too.
+    "cors": cors.build,
     # authenticate only records a missing or invalid token; throttle then counts the
     # request (by subject when verified, else by client IP) and only authorize
     # raises the 401/403: a failed token still costs its IP's anonymous bucket.

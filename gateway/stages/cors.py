@@ -1,9 +1,9 @@
 """CORS: preflights answered at the edge, response headers for allowed origins.
 
-The first stage of a route's chain, so a preflight (``OPTIONS`` with ``Origin`` and
-``Access-Control-Request-Method``) is answered before authentication and throttling
-(browsers never send credentials on a preflight, so it would always fail auth) and
-never reaches the upstream. The edge routes a preflight by the method it asks about,
+Right after the firewall (a denied address gets no CORS answer), so a preflight
+(``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``) is answered before
+authentication and throttling (browsers never send credentials on a preflight, so it
+would always fail auth) and never reaches the upstream. The edge routes a preflight by the method it asks about,
 so it meets the chain of the route that will serve the real request (see
 :mod:`gateway.edge`). On every other request of the route, this stage queues the CORS
 response headers on ``ex.extra_response_headers`` before going on, so they are on

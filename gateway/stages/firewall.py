@@ -1,7 +1,8 @@
 """Firewall: allow or deny the client IP by ordered CIDR rules (SPEC §3 ``firewall``).
 
-Sits right after CORS and before authentication: a denied address costs one lookup
-and never reaches token verification, the throttle store or the upstream. It decides
+The first stage of a route's chain, before CORS and authentication: a denied address
+costs one lookup and never reaches a CORS answer, token verification, the throttle
+store or the upstream. It decides
 on the one client IP the edge resolved (``Exchange.client_ip``: the peer, or what
 trusted proxies say, IPv4-mapped IPv6 already folded to IPv4).
 
@@ -29,6 +30,7 @@ from gateway.config.models import RouteConfig
 from gateway.exchange import EXCHANGE
 from gateway.pipeline import Handler, Stage, StageDeps
 from gateway.problem import Problem
+from gateway.rate_limited_log import RateLimitedLog
 
 __all__ = ["Rule", "RuleSet", "build"]
 
@@ -143,13 +145,15 @@ def build(route: RouteConfig, deps: StageDeps) -> Stage | None:
         return None
     denied = deps.metrics.firewall_denied(route.name)
     route_name = route.name
+    # Denies are attacker-driven: every one is counted, only a sample is logged.
+    deny_log = RateLimitedLog(log)
 
     async def firewall(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
         ex = request[EXCHANGE]
         allowed, rule = ruleset.decide(ex.client_ip)
         if not allowed:
             denied.inc()
-            log.info("denied %s on route %s by %s", ex.client_ip, route_name, rule or "the default")
+            deny_log.log("denied %s on route %s by %s", ex.client_ip, route_name, rule or "the default")
             raise Problem(403, "the client address is not allowed here")
         return await handler(request)
 

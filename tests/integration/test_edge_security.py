@@ -85,6 +85,17 @@ async def test_invalid_tokens_are_401_and_never_forwarded(tmp_path, stub, gatewa
     assert stub.requests == []
 
 
+@pytest.mark.parametrize("name", ["\ud800", ["Ada", "\udfff"], "Ada\r\nX-Admin: 1", "Ada\x00"])
+async def test_a_claim_that_cannot_be_a_header_is_401_not_500(tmp_path, stub, gateway_factory, name):
+    config = menu_config(tmp_path, stub.url)
+    config["auth"]["jwt"]["forward_claims"] = {"user_id": "X-User-Id", "name": "X-User-Name"}
+    gw = gateway_factory(config)
+    status, headers, body = await fetch("GET", gw.url + "/api/menu-items", {"Authorization": f"Bearer {token(name=name)}"})
+    assert status == 401, body
+    assert headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+    assert stub.requests == []
+
+
 async def test_writes_need_a_manager(tmp_path, stub, gateway_factory):
     gw = gateway_factory(menu_config(tmp_path, stub.url))
     url = gw.url + "/api/menu-items"
@@ -158,6 +169,24 @@ async def test_firewall_decides_on_the_resolved_client_ip(tmp_path, stub, gatewa
     assert 'gateway_firewall_denied_total{route="admin"} 2.0' in metrics
 
 
+async def test_client_ip_comes_only_from_the_configured_header(tmp_path, stub, gateway_factory):
+    # The trusted proxy (the test, on 127.0.0.1) writes only Forwarded and passes the
+    # client's own X-Forwarded-For through: that copy must decide nothing.
+    config = {
+        "server": {"trusted_proxies": ["127.0.0.1/32"], "client_ip_header": "Forwarded"},
+        "firewall": {"rules": [{"deny": "203.0.113.0/24"}]},
+        "upstreams": {"app": {"targets": [stub.url]}},
+        "routes": [{"name": "main", "match": {"path": "/"}, "upstream": "app"}],
+    }
+    gw = gateway_factory(config)
+    status, _, _ = await fetch("GET", gw.url + "/", {"X-Forwarded-For": "198.51.100.1", "Forwarded": "for=203.0.113.9"})
+    assert status == 403
+    status, _, _ = await fetch("GET", gw.url + "/", {"X-Forwarded-For": "203.0.113.9", "Forwarded": 'for="198.51.100.1:4711"'})
+    assert status == 200
+    assert stub.requests[-1]["header_map"]["x-forwarded-for"] == "198.51.100.1, 127.0.0.1"
+    assert "forwarded" not in stub.requests[-1]["header_map"]
+
+
 async def test_cors_preflight_is_answered_before_auth(tmp_path, make_stub, gateway_factory):
     def routes(app: web.Application) -> None:
         async def varied(request: web.Request) -> web.Response:
@@ -193,6 +222,40 @@ async def test_cors_preflight_is_answered_before_auth(tmp_path, make_stub, gatew
     status, headers, _ = await fetch("GET", url, {"Origin": "https://evil.example"})
     assert status == 200 and headers["Vary"] == "Accept-Encoding, Origin"
     assert headers.getall("Access-Control-Allow-Origin") == ["*"]  # the upstream's own, untouched
+
+
+async def test_a_firewall_denied_address_gets_no_cors_answers(tmp_path, stub, gateway_factory):
+    # The firewall comes first (SPEC §1): a denied address learns nothing, not even the
+    # route's CORS policy, whether the global or the route's own rules deny it.
+    config = {
+        "server": {"trusted_proxies": ["127.0.0.1/32"]},
+        "firewall": {"rules": [{"deny": "203.0.113.0/24"}]},
+        "cors": {"allow_origins": [APP]},
+        "upstreams": {"app": {"targets": [stub.url]}},
+        "routes": [
+            {"name": "admin", "match": {"path": "/admin", "methods": ["POST"]}, "upstream": "app",
+             "firewall": {"default": "deny", "rules": [{"allow": "198.51.100.0/24"}]}},
+            {"name": "main", "match": {"path": "/"}, "upstream": "app"},
+        ],
+    }
+    gw = gateway_factory(config)
+    preflight = {"Origin": APP, "Access-Control-Request-Method": "POST"}
+    cases = [
+        ("/", "198.51.100.1", 204),
+        ("/", "203.0.113.9", 403),  # global rule
+        ("/admin", "198.51.100.1", 204),
+        ("/admin", "192.0.2.1", 403),  # the route's default
+        ("/admin", "203.0.113.9", 403),
+    ]
+    for path, client, expected in cases:
+        status, headers, _ = await fetch("OPTIONS", gw.url + path, {**preflight, "X-Forwarded-For": client})
+        assert status == expected, (path, client)
+        if expected == 403:
+            assert not any(name.startswith("Access-Control-") for name in headers), (path, client, headers)
+    # and the actual request from a denied address carries no CORS headers either
+    status, headers, _ = await fetch("GET", gw.url + "/", {"Origin": APP, "X-Forwarded-For": "203.0.113.9"})
+    assert status == 403 and "Access-Control-Allow-Origin" not in headers
+    assert stub.requests == []
 
 
 class ThreadedIdP:

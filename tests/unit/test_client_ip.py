@@ -37,12 +37,43 @@ NONE = ClientIPResolver(trusted_proxies=[])
         (TRUSTED, "10.0.0.1", [("X-Forwarded-For", "::ffff:1.2.3.4")], "1.2.3.4", "1.2.3.4, 10.0.0.1", True),
         # IPv6
         (TRUSTED, "fd00::1", [("X-Forwarded-For", "2001:db8::5")], "2001:db8::5", "2001:db8::5, fd00::1", True),
-        # RFC 7239 Forwarded when there is no X-Forwarded-For
-        (TRUSTED, "10.0.0.1", [("Forwarded", 'for=192.0.2.60;proto=http, for="[2001:db8::7]:4711"')], "2001:db8::7", "2001:db8::7, 10.0.0.1", True),
+        # the default header is X-Forwarded-For; Forwarded is not read at all
+        (TRUSTED, "10.0.0.1", [("Forwarded", "for=192.0.2.60")], "10.0.0.1", "10.0.0.1", True),
     ],
 )
 def test_resolution(resolver, peer, hdrs, client, xff, trusted):
     assert tuple(resolver.resolve(peer, headers(*hdrs))) == (client, xff, trusted)
+
+
+FORWARDED = ClientIPResolver(trusted_proxies=[parse_cidr("10.0.0.0/8")], header="Forwarded")
+
+
+@pytest.mark.parametrize(
+    ("peer", "hdrs", "client", "xff"),
+    [
+        # RFC 7239 elements, quoted IPv6 with a port
+        ("10.0.0.1", [("Forwarded", 'for=192.0.2.60;proto=http, for="[2001:db8::7]:4711"')], "2001:db8::7", "2001:db8::7, 10.0.0.1"),
+        # a proxy that writes only Forwarded and passes the client's XFF through: the
+        # client's XFF must not choose the address, nor enter the chain sent upstream
+        ("10.0.0.1", [("X-Forwarded-For", "6.6.6.6"), ("Forwarded", "for=192.0.2.60")], "192.0.2.60", "192.0.2.60, 10.0.0.1"),
+        ("10.0.0.1", [("X-Forwarded-For", "6.6.6.6")], "10.0.0.1", "10.0.0.1"),
+        # case-insensitive parameter names, several headers, trusted hops in between
+        ("10.0.0.1", [("Forwarded", "For=6.6.6.6"), ("Forwarded", "for=192.0.2.60;by=x, FOR=10.1.1.1")], "192.0.2.60", "192.0.2.60, 10.1.1.1, 10.0.0.1"),
+        # obfuscated or unknown identifiers stop the walk at the last trusted hop
+        ("10.0.0.1", [("Forwarded", "for=unknown")], "10.0.0.1", "10.0.0.1"),
+        ("10.0.0.1", [("Forwarded", 'for="_hidden"')], "10.0.0.1", "10.0.0.1"),
+        # an untrusted peer's Forwarded means nothing
+        ("203.0.113.9", [("Forwarded", "for=192.0.2.60")], "203.0.113.9", "203.0.113.9"),
+    ],
+)
+def test_resolution_from_forwarded(peer, hdrs, client, xff):
+    resolution = FORWARDED.resolve(peer, headers(*hdrs))
+    assert (resolution.client_ip, resolution.forwarded_for) == (client, xff)
+
+
+def test_behind_an_xff_proxy_a_client_forwarded_header_is_ignored():
+    hdrs = headers(("Forwarded", "for=6.6.6.6"), ("X-Forwarded-For", "192.0.2.60"))
+    assert TRUSTED.resolve("10.0.0.1", hdrs).client_ip == "192.0.2.60"
 
 
 @pytest.mark.parametrize(

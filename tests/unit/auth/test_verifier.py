@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -10,6 +11,8 @@ from typing import Any
 
 import jwt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.auth.verifier import AuthFailure, JwtAuthenticator, claim_matches
 from gateway.config import parse_config
@@ -236,6 +239,61 @@ async def test_forward_claims_become_header_values(tmp_path):
     assert dict(verified.upstream_headers) == {"X-User-Id": "42", "X-User-Groups": "Manager,Staff", "X-Staff": "false"}
     bad = key_pair("rsa").sign(base_claims(groups=["a\r\nX-Injected: 1"]))
     assert await reason_for(authenticator, bad) == "bad_claim"
+
+
+def forwarding(claim: str = "info") -> JwtAuthenticator:
+    return JwtAuthenticator(jwt_config(algorithms=["HS256"], secret=HS_SECRET, forward_claims={claim: "X-Info"}))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\ud800",  # a lone surrogate: valid JSON ("\ud800"), no UTF-8 encoding
+        "ok\udfffok",
+        ["Manager", "\udc80"],
+        "a\r\nX-Injected: 1",
+        "a\nb",
+        "a\x00b",
+        "a\x7fb",
+        ["a", "b\rc"],
+    ],
+)
+async def test_claims_that_cannot_be_forwarded_are_refused_at_verification(value):
+    # Refused here, as a 401 like any other bad claim, not later while writing the
+    # upstream request (where a lone surrogate was an encoding error: a 500).
+    assert await reason_for(forwarding(), hs_token(base_claims(info=value))) == "bad_claim"
+
+
+@pytest.mark.parametrize(("value", "header"), [({"a": "\ud800"}, '{"a":"\\ud800"}'), ("caf\u00e9", "caf\u00e9"), (1.5, "1.5")])
+async def test_claims_that_can_be_forwarded(value, header):
+    verified = await forwarding().verify(hs_token(base_claims(info=value)))
+    assert verified.upstream_headers == (("X-Info", header),)
+
+
+_AWKWARD_TEXT = st.one_of(
+    st.text(st.characters(exclude_categories=())),  # every code point, surrogates included
+    st.text(st.sampled_from(["a", "\u00e9", "\ud800", "\udfff", "\r", "\n", "\x00", "\x7f", ",", '"'])),
+)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | _AWKWARD_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_AWKWARD_TEXT, inner, max_size=4),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=JSON_VALUES)
+def test_a_forwarded_claim_is_a_safe_header_or_a_bad_claim(value):
+    authenticator = forwarding()
+    token = hs_token(base_claims(info=value))
+    try:
+        verified = asyncio.run(authenticator.verify(token))
+    except AuthFailure as failure:
+        assert failure.reason == "bad_claim"
+        return
+    for _, header in verified.upstream_headers:
+        header.encode("utf-8")  # what the forwarder does with it
+        assert not any(ord(c) < 32 or ord(c) == 127 for c in header), header
 
 
 async def test_verified_tokens_are_cached_until_exp_only(tmp_path):

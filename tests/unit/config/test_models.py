@@ -22,6 +22,7 @@ def test_minimal_config_gets_defaults():
     assert config.server.max_body_size == 10 * 1024 * 1024
     assert config.server.shutdown_timeout == 15
     assert config.server.workers == 1
+    assert config.server.client_ip_header == "X-Forwarded-For"
     assert config.admin.listen == ("127.0.0.1", 9901)
     assert config.upstreams["menu"].timeouts.connect == 2
     assert config.routes[0].match.methods is None
@@ -39,6 +40,8 @@ def test_minimal_config_gets_defaults():
         ({"server": {"workers": 0}}, 'server.workers: expected an integer >= 1 or "auto", got 0'),
         ({"server": {"workers": "many"}}, 'server.workers: expected an integer >= 1 or "auto", got \'many\''),
         ({"server": {"workers": True}}, 'server.workers: expected an integer >= 1 or "auto", got True'),
+        ({"server": {"client_ip_header": "X-Real-IP"}}, "server.client_ip_header: expected X-Forwarded-For or Forwarded, got 'X-Real-IP'"),
+        ({"server": {"client_ip_header": ["Forwarded"]}}, "server.client_ip_header: expected X-Forwarded-For or Forwarded, got ['Forwarded']"),
         ({"surprise": 1}, "surprise: unknown key"),
         ({"upstreams": {"menu": {"targets": []}}}, "upstreams.menu.targets: "),
         ({"upstreams": {"menu": {"targets": ["ftp://x"]}}}, "upstreams.menu.targets[0].url: expected an http(s) URL"),
@@ -134,3 +137,9 @@ def test_secrets_are_never_echoed_in_errors():
 def test_union_branches_do_not_leak_into_paths():
     found = errors({"upstreams": UPSTREAMS, "routes": [{**ROUTE, "cors": {"allow_origins": "nope", "bogus": 1}}]})
     assert found and all("RouteCors" not in e and "literal[" not in e for e in found), found
+
+
+@pytest.mark.parametrize(("written", "read"), [("Forwarded", "Forwarded"), ("forwarded", "Forwarded"), ("x-forwarded-for", "X-Forwarded-For")])
+def test_client_ip_header_is_a_header_name_in_any_case(written, read):
+    config = parse_config({"server": {"client_ip_header": written}, "upstreams": UPSTREAMS, "routes": [ROUTE]})
+    assert config.server.client_ip_header == read
