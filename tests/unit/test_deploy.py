@@ -28,7 +28,7 @@ from gateway.metrics import KNOWN_METHODS, Metrics
 from gateway.upstream.connection import UpstreamError
 from tests.monitoring_assets import (
     ALERTS, ALERTS_TEST, SCRAPE, all_panels, dashboard_queries, grafana_variables, load_dashboard,
-    load_rules, matchers, selectors,
+    load_rules, matchers, selectors, substitute, thresholds_as_bool, variable_values,
 )
 from tests.prometheus_server import promtool
 
@@ -359,3 +359,35 @@ def test_every_metric_the_gateway_declares_is_on_the_dashboard() -> None:
     }
     declared = {family for family, _ in EXPOSED.values()}
     assert declared - used == set(), "metrics without a panel"
+
+
+# -- what tests/integration/test_prometheus.py does to a query before Prometheus sees it ---
+
+
+@pytest.mark.parametrize(("expr", "expected"), [
+    ("gateway_upstream_target_healthy == 0", "gateway_upstream_target_healthy == bool 0"),
+    ("(a / b) > 0.05\nand\nc > .1", "(a / b) > bool 0.05\nand\nc > bool .1"),
+    ('x{code!="200",code=~"5.."} >= 1', 'x{code!="200",code=~"5.."} >= bool 1'),
+    ("a > bool 1", "a > bool 1"),
+    ("a > b", "a > b"),
+])
+def test_thresholds_become_bool_comparisons_and_nothing_else(expr: str, expected: str) -> None:
+    assert thresholds_as_bool(expr) == expected
+
+
+def test_grafana_variables_are_replaced_as_grafana_does() -> None:
+    dashboard = {"templating": {"list": [
+        {"name": "DS", "type": "datasource"},
+        {"name": "route", "type": "query", "multi": True, "includeAll": True, "allValue": ".*"},
+        {"name": "upstream", "type": "query", "multi": False},
+        {"name": "step", "type": "interval", "query": "auto,30s,5m"},
+    ]}}
+    values = variable_values(dashboard, lambda variable: f"first-{variable['name']}")
+    expr = ('label_replace(rate(m{route=~"$route",upstream="${upstream}"}[$__rate_interval]), '
+            '"class", "${1}xx", "code", "([0-9])..") + rate(m[$step])')
+    assert substitute(expr, values) == (
+        'label_replace(rate(m{route=~".*",upstream="first-upstream"}[1m]), '
+        '"class", "${1}xx", "code", "([0-9])..") + rate(m[30s])'
+    )
+    with pytest.raises(AssertionError, match=r"undefined Grafana variable \$nope"):
+        substitute("m{a=~\"$nope\"}", values)
