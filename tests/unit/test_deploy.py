@@ -1,23 +1,20 @@
-"""The monitoring assets in deploy/ must not drift from the metrics the gateway declares.
+"""The monitoring assets in deploy/: well-formed, complete, and accepted by promtool.
 
-Every PromQL expression in the Grafana dashboard and the Prometheus rules (and the
-series of the promtool rule tests) may only name series that a fresh
-:class:`gateway.metrics.Metrics` registry exposes, with labels those metrics have and,
-where the code enumerates them, label values the code produces. A renamed metric or
-label, or a metric that does not exist yet (``gateway_cache_*``: caching is not
-built), fails here instead of leaving an empty panel or an alert that never fires.
-
-promtool is not needed: a small PromQL tokenizer checks what matters here
-(names, labels, balanced brackets, no empty selectors). With promtool at hand, also
-run ``promtool check rules`` / ``promtool test rules deploy/prometheus/alerts_test.yaml``.
+What PromQL means is not judged here but by Prometheus itself: promtool checks the
+rules and runs their unit tests (alerts_test.yaml) below, and
+tests/integration/test_prometheus.py evaluates every dashboard query and alert
+expression on a real Prometheus scraping a real multi-worker gateway. What stays
+here is what neither can see: the dashboard's structure (importable, no overlapping
+panels, a panel for every metric the gateway declares), the rules' completeness
+(severity, summary, description, a promtool test for each required alert), and
+label values the code enumerates but the integration test cannot all produce (an
+alert on ``code="conn_timeout"`` would select nothing forever).
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +26,11 @@ from gateway.auth.verifier import REASONS
 from gateway.config.throttle import CALLER_CLASSES
 from gateway.metrics import KNOWN_METHODS, Metrics
 from gateway.upstream.connection import UpstreamError
-
-ROOT = Path(__file__).resolve().parents[2]
-DASHBOARD = ROOT / "deploy" / "grafana" / "gateway-dashboard.json"
-ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yaml"
-ALERTS_TEST = ROOT / "deploy" / "prometheus" / "alerts_test.yaml"
-SCRAPE = ROOT / "deploy" / "prometheus" / "scrape.yaml"
+from tests.monitoring_assets import (
+    ALERTS, ALERTS_TEST, SCRAPE, all_panels, dashboard_queries, grafana_variables, load_dashboard,
+    load_rules, matchers, selectors, substitute, thresholds_as_bool, variable_values,
+)
+from tests.prometheus_server import promtool
 
 TARGET_LABELS = frozenset({"job", "instance"})
 """Labels Prometheus attaches to every scraped series."""
@@ -49,7 +45,7 @@ REQUIRED_ALERTS = frozenset({
     "GatewayStoreErrors",
 })
 SEVERITIES = frozenset({"critical", "warning", "info"})
-GRAFANA_BUILTINS = frozenset({"__rate_interval", "__interval", "__range", "__range_s", "__interval_ms"})
+_DURATION = re.compile(r"(?:\d+(?:ms|[smhdwy]))+")
 
 
 def _error_kinds() -> set[str]:
@@ -79,15 +75,8 @@ KNOWN_VALUES: dict[tuple[str, str], set[str] | re.Pattern[str]] = {
 # -- what the gateway exposes ----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Series:
-    family: str
-    kind: str
-    labels: frozenset[str]
-
-
-def exposed_series() -> dict[str, Series]:
-    """Every series name a gateway's /metrics can carry -> its family and labels.
+def exposed_series() -> dict[str, tuple[str, frozenset[str]]]:
+    """Every series name a gateway's /metrics can carry -> (family, labels).
 
     prometheus-client names a counter's family without ``_total``; its samples are
     ``_total`` (``_created`` is dropped by the worker merge, gateway/metrics_merge.py).
@@ -99,248 +88,90 @@ def exposed_series() -> dict[str, Series]:
         for wrapper in vars(metrics).values() if isinstance(wrapper, MetricWrapperBase)
     }
     assert set(labelnames) == set(families), "a metric registered outside a Metrics attribute"
-    series: dict[str, Series] = {}
+    series: dict[str, tuple[str, frozenset[str]]] = {}
     for name, kind in families.items():
         labels = labelnames[name]
         if kind == "counter":
-            series[f"{name}_total"] = Series(name, kind, labels)
+            series[f"{name}_total"] = (name, labels)
         elif kind == "histogram":
-            series[f"{name}_bucket"] = Series(name, kind, labels | {"le"})
-            series[f"{name}_count"] = Series(name, kind, labels)
-            series[f"{name}_sum"] = Series(name, kind, labels)
+            series[f"{name}_bucket"] = (name, labels | {"le"})
+            series[f"{name}_count"] = (name, labels)
+            series[f"{name}_sum"] = (name, labels)
         else:
-            series[name] = Series(name, kind, labels)
+            series[name] = (name, labels)
     return series
 
 
 EXPOSED = exposed_series()
+RULES = load_rules()
+DASHBOARD_QUERIES = dashboard_queries(load_dashboard())
 
 
 def test_the_registry_is_what_this_test_expects() -> None:
     """A guard on exposed_series() itself: if prometheus-client changed how it names
-    families, every other check here would compare against the wrong names."""
-    assert "gateway_requests_total" in EXPOSED
-    assert EXPOSED["gateway_requests_total"].labels == {"route", "method", "code"}
-    assert EXPOSED["gateway_request_duration_seconds_bucket"].labels == {"route", "le"}
-    assert EXPOSED["gateway_upstream_target_healthy"].kind == "gauge"
+    families, every check below would compare against the wrong names."""
+    assert EXPOSED["gateway_requests_total"] == ("gateway_requests", {"route", "method", "code"})
+    assert EXPOSED["gateway_request_duration_seconds_bucket"][1] == {"route", "le"}
+    assert "gateway_upstream_target_healthy" in EXPOSED
     assert {"connect_error", "timeout", "reset", "bad_response"} <= _error_kinds()
 
 
-# -- a small PromQL tokenizer ------------------------------------------------------------
-
-_TOKEN = re.compile(r"""
-    (?P<ws>\s+)
-  | (?P<str>"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|`[^`]*`)
-  | (?P<range>\[[^\[\]]*\])
-  | (?P<num>0x[0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
-  | (?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)
-  | (?P<op>=~|!~|!=|==|>=|<=|[-+*/%^<>=(){},])
-""", re.VERBOSE)
-
-_GRAFANA_VAR = re.compile(r"\$(?:\{(\w+)(?:[:.][^}]*)?\}|(\w+))")
-_DURATION = re.compile(r"(?:\d+(?:ms|[smhdwy]))+")
-_LABEL_CLAUSES = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
-
-
-@dataclass
-class Token:
-    kind: str
-    text: str
-
-
-def tokenize(expr: str) -> list[Token]:
-    tokens, pos = [], 0
-    while pos < len(expr):
-        match = _TOKEN.match(expr, pos)
-        if match is None:
-            raise AssertionError(f"cannot read PromQL at {expr[pos:pos + 30]!r} in {expr!r}")
-        pos = match.end()
-        if match.lastgroup != "ws":
-            tokens.append(Token(match.lastgroup or "", match.group()))
-    return tokens
-
-
-def _matching(tokens: list[Token], start: int) -> int:
-    """Index of the ``)``/``}`` closing the bracket at ``start``."""
-    pairs = {"(": ")", "{": "}"}
-    stack = []
-    for i in range(start, len(tokens)):
-        text = tokens[i].text if tokens[i].kind == "op" else ""
-        if text in pairs:
-            stack.append(pairs[text])
-        elif text in (")", "}"):
-            assert stack and stack.pop() == text, f"unbalanced {text!r}"
-            if not stack:
-                return i
-    raise AssertionError("unclosed bracket")
-
-
-def _unquote(text: str) -> str:
-    if text.startswith("`"):
-        return text[1:-1]
-    return json.loads('"' + text[1:-1].replace("\\'", "'") + '"') if text[0] == "'" else json.loads(text)
-
-
-@dataclass
-class Matcher:
-    metric: str
-    label: str
-    op: str
-    value: str
-
-
-@dataclass
-class Query:
-    """What a PromQL expression uses: series names, label matchers, and the labels of
-    every by/without/on/... clause with the metric names it applies to."""
-
-    text: str
-    metrics: list[str] = field(default_factory=list)
-    matchers: list[Matcher] = field(default_factory=list)
-    clauses: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
-    made_labels: set[str] = field(default_factory=set)
-
-
-def parse(expr: str) -> Query:
-    """Check the syntax PromQL needs to be read at all, and collect what it uses.
-
-    Grafana variables may only appear inside strings and ranges (``"$route"``,
-    ``[$__rate_interval]``); anywhere else the tokenizer refuses them."""
-    tokens = tokenize(expr)
-    query = Query(expr)
-    depth = {"(": 0, "{": 0}
-    for token in tokens:
-        if token.kind == "op" and token.text in "(){}":
-            opener = {"(": "(", ")": "(", "{": "{", "}": "{"}[token.text]
-            depth[opener] += 1 if token.text in "({" else -1
-            assert depth[opener] >= 0, f"unbalanced {token.text!r} in {expr!r}"
-        if token.kind == "range":
-            inner = _GRAFANA_VAR.sub("5m", token.text[1:-1])
-            assert re.fullmatch(rf"{_DURATION.pattern}(?::{_DURATION.pattern}?)?", inner), \
-                f"bad range {token.text!r} in {expr!r}"
-    assert depth == {"(": 0, "{": 0}, f"unbalanced brackets in {expr!r}"
-
-    for i, token in enumerate(tokens):
-        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-        if token.kind == "ident" and token.text.startswith("gateway"):
-            query.metrics.append(token.text)
-            if nxt is not None and nxt.text == "{":
-                end = _matching(tokens, i + 1)
-                inner = tokens[i + 2:end]
-                assert inner, f"empty selector {token.text}{{}} in {expr!r}"
-                j = 0
-                while j < len(inner):
-                    label, op, value = inner[j:j + 3]
-                    assert label.kind == "ident" and op.text in ("=", "!=", "=~", "!~") and value.kind == "str", \
-                        f"bad matcher after {token.text} in {expr!r}"
-                    query.matchers.append(Matcher(token.text, label.text, op.text, _unquote(value.text)))
-                    j += 3
-                    if j < len(inner):
-                        assert inner[j].text == ",", f"bad matcher list after {token.text} in {expr!r}"
-                        j += 1
-        elif token.kind == "op" and token.text == "{" and (i == 0 or tokens[i - 1].kind != "ident"):
-            raise AssertionError(f"selector without a metric name in {expr!r}")
-        elif token.kind == "ident" and token.text == "label_replace":
-            # label_replace(v, "dst", "replacement", "src", "regex") makes the label dst
-            end = _matching(tokens, i + 1)
-            strings = [t for t in tokens[i + 2:end] if t.kind == "str"]
-            assert len(strings) >= 4, f"label_replace needs four strings in {expr!r}"
-            query.made_labels.add(_unquote(strings[-4].text))
-        elif token.kind == "ident" and token.text in _LABEL_CLAUSES and nxt is not None and nxt.text == "(":
-            end = _matching(tokens, i + 1)
-            labels = [t.text for t in tokens[i + 2:end] if t.text != ","]
-            assert all(re.fullmatch(r"[A-Za-z_]\w*", label) for label in labels), f"bad label list in {expr!r}"
-            if token.text in ("by", "without"):
-                # sum by (l) (arg)  or  sum (arg) by (l)
-                if end + 1 < len(tokens) and tokens[end + 1].text == "(":
-                    arg = tokens[end + 1:_matching(tokens, end + 1) + 1]
-                else:
-                    assert i > 0 and tokens[i - 1].text == ")", f"{token.text} without an aggregation in {expr!r}"
-                    opening = max(k for k in range(i - 1) if tokens[k].text == "(" and _matching(tokens, k) == i - 1)
-                    arg = tokens[opening:i]
-                scope = [t.text for t in arg if t.kind == "ident" and t.text.startswith("gateway")]
-            else:
-                scope = [t.text for t in tokens if t.kind == "ident" and t.text.startswith("gateway")]
-            query.clauses.append((token.text, labels, scope))
-    return query
-
-
-def grafana_variables(expr: str) -> set[str]:
-    return {a or b for a, b in _GRAFANA_VAR.findall(expr)}
-
-
-def check_query(query: Query, where: str) -> list[str]:
-    """Every problem with one parsed expression, as readable lines."""
+def unknown_values(selector: str) -> list[str]:
+    """Plain label values in ``selector`` that the code never produces for that label."""
+    name, found = matchers(selector)
     problems = []
-    for name in query.metrics:
-        if name not in EXPOSED:
-            problems.append(f"{where}: {name} is not a series the gateway exposes")
-    for m in query.matchers:
-        series = EXPOSED.get(m.metric)
-        if series is None:
+    for label, op, value in found:
+        known = KNOWN_VALUES.get((name, label))
+        if known is None or "$" in value:
             continue
-        if m.label not in series.labels | TARGET_LABELS:
-            problems.append(f"{where}: {m.metric} has no label {m.label!r} (labels: {sorted(series.labels)})")
-            continue
-        problems.extend(f"{where}: {msg}" for msg in _check_value(m))
-    for clause, labels, scope in query.clauses:
-        for name in scope:
-            series = EXPOSED.get(name)
-            if series is None:
-                continue
-            if clause in ("by", "without"):
-                allowed = series.labels | TARGET_LABELS | query.made_labels
-                missing = [label for label in labels if label not in allowed]
-                if missing:
-                    problems.append(f"{where}: {clause} ({', '.join(missing)}) on {name}, "
-                                    f"whose labels are {sorted(series.labels)}")
-        if clause not in ("by", "without"):
-            known = set().union(*(EXPOSED[n].labels for n in scope if n in EXPOSED), TARGET_LABELS, query.made_labels)
-            missing = [label for label in labels if label not in known]
-            if missing:
-                problems.append(f"{where}: {clause} ({', '.join(missing)}) names no label of {sorted(set(scope))}")
+        if op in ("=~", "!~"):
+            if not re.fullmatch(r"[\w|]+", value):
+                continue  # a real regex (5.., [0-9]+): Prometheus judges it
+            values = value.split("|")
+        else:
+            values = [value]
+        for word in values:
+            ok = word in known if isinstance(known, set) else bool(known.fullmatch(word))
+            if name == "gateway_upstream_requests_total" and label == "code":
+                ok = ok or bool(_STATUS.fullmatch(word))
+            if not ok:
+                problems.append(f"{selector}: the gateway never sets {label}={word!r}")
     return problems
 
 
-def _check_value(m: Matcher) -> Iterator[str]:
-    known = KNOWN_VALUES.get((m.metric, m.label))
-    if known is None or "$" in m.value:
-        return
-    if m.op in ("=~", "!~"):
-        if not re.fullmatch(r"[\w|]+", m.value):
-            return  # a real regex (5.., [0-9]+): not checked
-        values = m.value.split("|")
-    else:
-        values = [m.value]
-    for value in values:
-        ok = value in known if isinstance(known, set) else bool(known.fullmatch(value))
-        if m.metric == "gateway_upstream_requests_total" and m.label == "code":
-            ok = ok or bool(_STATUS.fullmatch(value))
-        if not ok:
-            yield f"{m.metric}{{{m.label}{m.op}{m.value!r}}}: the gateway never sets {m.label}={value!r}"
+@pytest.mark.parametrize(("selector", "bad"), [
+    ('gateway_config_reloads_total{result="failed"}', "'failed'"),
+    ('gateway_upstream_requests_total{code=~"connect_error|conn_timeout"}', "'conn_timeout'"),
+    ('gateway_throttled_total{caller="anon"}', "'anon'"),
+    ('gateway_requests_total{code="5xx"}', "'5xx'"),
+])
+def test_unknown_label_values_are_caught(selector: str, bad: str) -> None:
+    problems = unknown_values(selector)
+    assert len(problems) == 1 and bad in problems[0], problems
+
+
+@pytest.mark.parametrize("selector", [
+    'gateway_upstream_requests_total{code=~"connect_error|connect_timeout|timeout|reset|bad_response"}',
+    'gateway_upstream_requests_total{code="503"}',
+    'gateway_requests_total{route=~"$route",code=~"5.."}',
+    'gateway_auth_failures_total{reason="expired"}',
+])
+def test_known_label_values_pass(selector: str) -> None:
+    assert unknown_values(selector) == []
 
 
 # -- the Prometheus rules -----------------------------------------------------------------
 
 
-def load_rules() -> list[dict[str, Any]]:
-    document = yaml.safe_load(ALERTS.read_text())
-    assert isinstance(document, dict) and isinstance(document.get("groups"), list) and document["groups"]
-    rules = []
-    names = set()
-    for group in document["groups"]:
-        assert group.get("name") and group["name"] not in names, f"group names must be unique: {group.get('name')}"
-        names.add(group["name"])
-        assert isinstance(group.get("rules"), list) and group["rules"], f"group {group['name']} has no rules"
-        rules.extend(group["rules"])
-    return rules
-
-
-RULES = load_rules()
-
-
 def rule_id(rule: dict[str, Any]) -> str:
     return str(rule.get("alert") or rule.get("record"))
+
+
+def test_rule_groups_are_named_and_not_empty() -> None:
+    document = yaml.safe_load(ALERTS.read_text())
+    names = [group.get("name") for group in document["groups"]]
+    assert all(names) and len(names) == len(set(names)), names
+    assert all(group.get("rules") for group in document["groups"])
 
 
 def test_every_required_alert_is_there_once() -> None:
@@ -354,6 +185,8 @@ def test_alert_rule_is_complete(rule: dict[str, Any]) -> None:
     assert "alert" in rule, "only alerting rules here (recording rules would need their own checks)"
     assert set(rule) <= {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}, sorted(rule)
     assert isinstance(rule.get("expr"), str) and rule["expr"].strip()
+    assert selectors(rule["expr"]), "an alert on no gateway metric"
+    assert not grafana_variables(rule["expr"]), "Grafana variables mean nothing to Prometheus"
     assert re.fullmatch(rf"0|{_DURATION.pattern}", str(rule.get("for", ""))), f"for: {rule.get('for')!r}"
     assert rule.get("labels", {}).get("severity") in SEVERITIES, rule.get("labels")
     annotations = rule.get("annotations", {})
@@ -362,42 +195,58 @@ def test_alert_rule_is_complete(rule: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("rule", RULES, ids=rule_id)
-def test_alert_expression_uses_only_real_metrics_and_labels(rule: dict[str, Any]) -> None:
-    query = parse(rule["expr"])
-    assert query.metrics, "an alert on no gateway metric"
-    assert not grafana_variables(rule["expr"]), "Grafana variables mean nothing to Prometheus"
-    assert check_query(query, rule["alert"]) == []
+def test_alert_label_values_are_ones_the_gateway_produces(rule: dict[str, Any]) -> None:
+    assert [p for s in selectors(rule["expr"]) for p in unknown_values(s)] == []
 
 
-@pytest.mark.parametrize("rule", RULES, ids=rule_id)
-def test_alert_annotations_name_labels_the_alert_has(rule: dict[str, Any]) -> None:
-    """{{ $labels.x }} must be a label of the alert's series: the by () labels when the
-    expression aggregates, else the labels of its metrics."""
-    query = parse(rule["expr"])
-    grouped = [labels for clause, labels, _ in query.clauses if clause == "by"]
-    if grouped:
-        available = set().union(*grouped)
-    else:
-        available = set().union(*(EXPOSED[name].labels for name in query.metrics), TARGET_LABELS)
-    for key, text in rule["annotations"].items():
-        used = set(re.findall(r"\$labels\.(\w+)", text))
-        assert used <= available, f"annotations.{key} uses {sorted(used - available)}; the alert has {sorted(available)}"
+def test_promtool_accepts_the_rules() -> None:
+    done = promtool("check", "rules", str(ALERTS))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(RULES)} rules found" in done.stdout, done.stdout
+
+
+def test_promtool_rule_unit_tests_pass() -> None:
+    done = promtool("test", "rules", str(ALERTS_TEST))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize(("mutation", "command", "complaint"), [
+    # a typo in a function: the rule file no longer parses
+    (("rate(gateway_requests_total{code", "rtae(gateway_requests_total{code"), "check", "rtae"),
+    # a changed threshold: the file is valid, but the 5xx alert no longer fires at 10%
+    ((") > 0.05\n          and\n          sum by (route) (rate(gateway_requests_total",
+      ") > 0.5\n          and\n          sum by (route) (rate(gateway_requests_total"), "test", "GatewayHigh5xxRatio"),
+], ids=["check-rules-catches-a-typo", "test-rules-catches-a-changed-threshold"])
+def test_promtool_fails_on_broken_rules(
+    tmp_path: Path, mutation: tuple[str, str], command: str, complaint: str
+) -> None:
+    """The two promtool tests above can fail: a broken copy of the rules is refused."""
+    old, new = mutation
+    text = ALERTS.read_text()
+    assert text.count(old) == 1, f"the mutation no longer applies: {old!r}"
+    (tmp_path / "alerts.yaml").write_text(text.replace(old, new))
+    shutil.copy(ALERTS_TEST, tmp_path / "alerts_test.yaml")
+    target = "alerts.yaml" if command == "check" else "alerts_test.yaml"
+    done = promtool(command, "rules", target, cwd=tmp_path)
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert "FAILED" in done.stdout + done.stderr and complaint in done.stdout + done.stderr, done.stdout + done.stderr
 
 
 def test_promtool_rule_tests_use_real_series() -> None:
-    """The series in alerts_test.yaml (run by promtool, outside pytest) must be real too,
-    with every label of their metric, or the promtool tests prove nothing."""
+    """The series in alerts_test.yaml must be real, with every label of their metric,
+    or the promtool tests prove nothing about the gateway's alerts."""
     document = yaml.safe_load(ALERTS_TEST.read_text())
     assert document["rule_files"] == ["alerts.yaml"]
     tested = set()
     for test in document["tests"]:
         for item in test["input_series"]:
-            query = parse(item["series"])
-            assert len(query.metrics) == 1
-            assert check_query(query, test["name"]) == []
-            given = {m.label for m in query.matchers}
-            needed = EXPOSED[query.metrics[0]].labels
-            assert needed <= given, f"{item['series']}: missing labels {sorted(needed - given)}"
+            name, found = matchers(item["series"])
+            assert name in EXPOSED, f"{item['series']}: {name} is not a series the gateway exposes"
+            given = {label for label, _, _ in found}
+            needed = EXPOSED[name][1] | TARGET_LABELS
+            assert given == needed, f"{item['series']}: labels {sorted(given)}, the gateway's are {sorted(needed)}"
+            assert unknown_values(item["series"]) == []
         tested.update(case["alertname"] for case in test.get("alert_rule_test", []))
     assert REQUIRED_ALERTS <= tested, f"alerts without a promtool test: {sorted(REQUIRED_ALERTS - tested)}"
 
@@ -412,34 +261,24 @@ def test_scrape_config_scrapes_the_admin_listener_with_the_token() -> None:
     assert job["static_configs"][0]["targets"]
 
 
+def test_promtool_accepts_the_scrape_config(tmp_path: Path) -> None:
+    """scrape.yaml is a whole prometheus.yml. Checked in full (not --syntax-only): with
+    its credentials_file pointing at a file that exists, as on a real Prometheus host,
+    and with the rule file it loads next to it."""
+    document = yaml.safe_load(SCRAPE.read_text())
+    token = tmp_path / "gateway-admin-token"
+    token.write_text("a-token\n")
+    for job in document["scrape_configs"]:
+        if "authorization" in job:
+            job["authorization"]["credentials_file"] = str(token)
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(document))
+    shutil.copy(ALERTS, tmp_path / "alerts.yaml")
+    done = promtool("check", "config", "prometheus.yml", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(RULES)} rules found" in done.stdout, done.stdout
+
+
 # -- the Grafana dashboard -----------------------------------------------------------------
-
-
-def load_dashboard() -> dict[str, Any]:
-    return json.loads(DASHBOARD.read_text())
-
-
-def all_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
-    panels = []
-    for panel in dashboard["panels"]:
-        panels.append(panel)
-        panels.extend(panel.get("panels", []))  # panels inside collapsed rows
-    return panels
-
-
-def dashboard_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
-    """(where, PromQL) for every panel target and annotation query."""
-    out = []
-    for panel in all_panels(dashboard):
-        for target in panel.get("targets", []):
-            out.append((f"panel {panel['id']} {panel['title']!r} target {target.get('refId')}", target.get("expr", "")))
-    for annotation in dashboard.get("annotations", {}).get("list", []):
-        if "expr" in annotation:
-            out.append((f"annotation {annotation['name']!r}", annotation["expr"]))
-    return out
-
-
-DASHBOARD_QUERIES = dashboard_queries(load_dashboard())
 
 
 def test_dashboard_is_an_importable_grafana_dashboard() -> None:
@@ -495,64 +334,60 @@ def test_dashboard_template_variables_come_from_real_labels() -> None:
         assert match, f"variable {variable['name']}: {query!r}"
         metric, label = match.groups()
         assert metric in EXPOSED, f"variable {variable['name']}: {metric} does not exist"
-        assert label in EXPOSED[metric].labels, f"variable {variable['name']}: {metric} has no label {label}"
+        assert label in EXPOSED[metric][1], f"variable {variable['name']}: {metric} has no label {label}"
 
 
-def test_dashboard_expressions_use_only_real_metrics_and_labels() -> None:
+def test_dashboard_queries_use_only_defined_variables_and_known_label_values() -> None:
     dashboard = load_dashboard()
-    defined = {v["name"] for v in dashboard["templating"]["list"]} | GRAFANA_BUILTINS
+    defined = {v["name"] for v in dashboard["templating"]["list"]}
+    builtins = {"__rate_interval", "__interval", "__interval_ms", "__range", "__range_s", "__range_ms"}
     problems = []
-    for where, expr in DASHBOARD_QUERIES:
-        query = parse(expr)
-        if not query.metrics:
-            problems.append(f"{where}: no gateway metric")
-        problems.extend(check_query(query, where))
-        undefined = grafana_variables(expr) - defined - {"1"}  # ${1}: a label_replace group
+    for query in DASHBOARD_QUERIES:
+        if not selectors(query.expr):
+            problems.append(f"{query.where}: no gateway metric")
+        undefined = grafana_variables(query.expr) - defined - builtins
         if undefined:
-            problems.append(f"{where}: undefined variables {sorted(undefined)}")
+            problems.append(f"{query.where}: undefined variables {sorted(undefined)}")
+        problems.extend(f"{query.where}: {p}" for s in selectors(query.expr) for p in unknown_values(s))
     assert problems == []
 
 
 def test_every_metric_the_gateway_declares_is_on_the_dashboard() -> None:
-    used = {EXPOSED[name].family for _, expr in DASHBOARD_QUERIES for name in parse(expr).metrics}
-    declared = {series.family for series in EXPOSED.values()}
+    used = {
+        EXPOSED[name][0]
+        for query in DASHBOARD_QUERIES for name, _ in map(matchers, selectors(query.expr)) if name in EXPOSED
+    }
+    declared = {family for family, _ in EXPOSED.values()}
     assert declared - used == set(), "metrics without a panel"
 
 
-# -- the checker itself --------------------------------------------------------------------
+# -- what tests/integration/test_prometheus.py does to a query before Prometheus sees it ---
 
 
-@pytest.mark.parametrize(("expr", "problem"), [
-    ('sum(rate(gateway_cache_misses_total[5m]))', "not a series"),
-    ('sum(rate(gateway_requests[5m]))', "not a series"),
-    ('gateway_request_duration_seconds_created', "not a series"),
-    ('sum by (target) (rate(gateway_upstream_duration_seconds_count[5m]))', "by (target)"),
-    ('sum(rate(gateway_requests_total[5m])) by (status)', "by (status)"),
-    ('rate(gateway_requests_total{status="500"}[5m])', "no label 'status'"),
-    ('gateway_config_reloads_total{result="failed"}', "never sets result='failed'"),
-    ('rate(gateway_upstream_requests_total{code=~"connect_error|conn_timeout"}[5m])', "never sets code='conn_timeout'"),
-    ('a / on (nope) gateway_requests_total', "on (nope)"),
+@pytest.mark.parametrize(("expr", "expected"), [
+    ("gateway_upstream_target_healthy == 0", "gateway_upstream_target_healthy == bool 0"),
+    ("(a / b) > 0.05\nand\nc > .1", "(a / b) > bool 0.05\nand\nc > bool .1"),
+    ('x{code!="200",code=~"5.."} >= 1', 'x{code!="200",code=~"5.."} >= bool 1'),
+    ("a > bool 1", "a > bool 1"),
+    ("a > b", "a > b"),
 ])
-def test_checker_catches_drift(expr: str, problem: str) -> None:
-    problems = check_query(parse(expr), "t")
-    assert any(problem in p for p in problems), problems
+def test_thresholds_become_bool_comparisons_and_nothing_else(expr: str, expected: str) -> None:
+    assert thresholds_as_bool(expr) == expected
 
 
-@pytest.mark.parametrize("expr", [
-    "sum(rate(gateway_requests_total[5m])",
-    "gateway_requests_total{}",
-    "{route=\"x\"}",
-    "rate(gateway_requests_total[5x])",
-    "rate(gateway_requests_total{route=\"x\"[5m])",
-    "sum by (route) (rate(gateway_requests_total{route=$route}[5m]))",
-])
-def test_checker_refuses_malformed_promql(expr: str) -> None:
-    with pytest.raises(AssertionError):
-        parse(expr)
-
-
-def test_checker_accepts_what_the_assets_use() -> None:
-    expr = ('sum by (route, class) (label_replace(rate(gateway_requests_total{route=~"$route",code=~"5.."}'
-            '[$__rate_interval]), "class", "${1}xx", "code", "([0-9])..")) '
-            '/ ignoring (class) group_left sum(rate(gateway_upstream_requests_total{code="timeout"}[5m] offset 1h))')
-    assert check_query(parse(expr), "t") == []
+def test_grafana_variables_are_replaced_as_grafana_does() -> None:
+    dashboard = {"templating": {"list": [
+        {"name": "DS", "type": "datasource"},
+        {"name": "route", "type": "query", "multi": True, "includeAll": True, "allValue": ".*"},
+        {"name": "upstream", "type": "query", "multi": False},
+        {"name": "step", "type": "interval", "query": "auto,30s,5m"},
+    ]}}
+    values = variable_values(dashboard, lambda variable: f"first-{variable['name']}")
+    expr = ('label_replace(rate(m{route=~"$route",upstream="${upstream}"}[$__rate_interval]), '
+            '"class", "${1}xx", "code", "([0-9])..") + rate(m[$step])')
+    assert substitute(expr, values) == (
+        'label_replace(rate(m{route=~".*",upstream="first-upstream"}[1m]), '
+        '"class", "${1}xx", "code", "([0-9])..") + rate(m[30s])'
+    )
+    with pytest.raises(AssertionError, match=r"undefined Grafana variable \$nope"):
+        substitute("m{a=~\"$nope\"}", values)
