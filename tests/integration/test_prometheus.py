@@ -59,7 +59,7 @@ from tests.redis_server import RedisServer
 ADMIN_TOKEN = "scrape-me-0123456789"
 DASHBOARD = load_dashboard()
 RULES = load_rules()
-ROUTES = ("app", "flaky", "limited", "private", "secure")
+ROUTES = ("app", "flaky", "limited", "private", "secure", "cached")
 
 
 class StubUpstream:
@@ -115,6 +115,7 @@ def gateway_config(upstream: str, dead: str, redis_url: str) -> dict[str, Any]:
             {"name": "private", "match": {"path": "/private"}, "upstream": "app",
              "firewall": {"default": "deny"}},
             {"name": "secure", "match": {"path": "/secure"}, "upstream": "app", "auth": "required"},
+            {"name": "cached", "match": {"path": "/cached"}, "upstream": "app", "cache": {"ttl": "1h"}},
         ],
     }
 
@@ -135,6 +136,8 @@ ROUND: list[tuple[str, str, dict[str, str], int | None]] = [
     ("GET", "/secure", FORGED, 401),
     ("GET", "/secure", VALID, 200),
     *[("GET", "/limited", {}, None)] * 3,  # 1/minute across both workers (Redis): one 200 in all
+    *[("GET", "/cached/items", {}, 200)] * 3,  # a miss, then hits from the shared Redis entry
+    ("POST", "/cached/items", {}, 200),  # a write: invalidates the entry
 ]
 
 
