@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.cache.purge import purge_handler
 from gateway.metrics import Metrics
 from gateway.problem import problem_response
 
@@ -80,6 +81,7 @@ def build_admin_app(
         async def index(request: web.Request) -> web.Response:
             return web.Response(text=render_status_page(runtime().status(), runtime().readiness()), content_type="text/html")
 
+        app.router.add_post("/cache/purge", purge_handler(runtime))
         app.router.add_get("/readyz", readyz)
         app.router.add_get("/status", status)
         app.router.add_get("/", index)

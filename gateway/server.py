@@ -24,6 +24,7 @@ from aiohttp import web
 
 from gateway.access_log import AccessLog
 from gateway.admin import build_admin_app
+from gateway.cache.generations import GENERATIONS_FILE, Generations
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.edge import EdgeHandler
 from gateway.http_server import EdgeServer
@@ -81,7 +82,11 @@ class GatewayProcess:
         self.worker_channel = worker_channel
         self.metrics = Metrics()
         self.access_log = AccessLog(target=config.server.access_log)
-        self.runtime = Runtime(config, metrics=self.metrics)
+        # Cache invalidation generations: a worker shares its supervisor's table (a
+        # file in the private run directory), so a write through one worker
+        # invalidates the entries of all of them (gateway/cache/generations.py).
+        self.generations = Generations(worker_channel.parent / GENERATIONS_FILE if worker_channel is not None else None)
+        self.runtime = Runtime(config, metrics=self.metrics, generations=self.generations)
         self.edge = EdgeHandler(self.runtime, metrics=self.metrics, access_log=self.access_log)
         self.http = EdgeServer(
             self.edge,
@@ -152,7 +157,7 @@ class GatewayProcess:
             return
         if config.server.listen != self.config.server.listen or config.admin != self.config.admin:
             log.warning("reload: listener and admin changes take effect only after a restart")
-        runtime = Runtime(config, metrics=self.metrics, previous=self.runtime)
+        runtime = Runtime(config, metrics=self.metrics, previous=self.runtime, generations=self.generations)
         await runtime.start()
         old, self.runtime = self.runtime, runtime
         self.config = config

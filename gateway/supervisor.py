@@ -49,6 +49,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from gateway.cache.generations import GENERATIONS_FILE, Generations
 from gateway.config import ConfigError, ConfigIssue, GatewayConfig, parse_config
 from gateway.config.loader import load_yaml
 from gateway.metrics import Metrics
@@ -176,6 +177,7 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         self._run_dir = Path(tempfile.mkdtemp(prefix="gateway-"))  # 0700: only we reach the channels
         self._snapshot = self._run_dir / "config.yaml"
+        Generations.create_file(self._run_dir / GENERATIONS_FILE)  # the workers' shared cache invalidations
         self._slots = [_Slot(i, self._run_dir / f"worker-{i}.sock") for i in range(self.workers)]
         try:
             data, self.config = read_config(self.config_path)

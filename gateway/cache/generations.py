@@ -25,7 +25,10 @@ import mmap
 import zlib
 from pathlib import Path
 
-__all__ = ["Generations", "SLOTS"]
+__all__ = ["Generations", "SLOTS", "GENERATIONS_FILE"]
+
+GENERATIONS_FILE = "cache-generations"
+"""Its name in the supervisor's run directory, beside the workers' channels."""
 
 SLOTS = 1 << 16
 _WIDTH = 8  # one unsigned 64-bit counter per slot
