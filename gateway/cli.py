@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from gateway.config.cache import RouteCacheConfig
 from gateway.config import ConfigError, GatewayConfig, json_schema, load_config
 from gateway.config.store import redacted_url
 from gateway.config.throttle import effective_throttle, throttle_warnings
@@ -15,6 +16,27 @@ from gateway.config.throttle import effective_throttle, throttle_warnings
 __all__ = ["main"]
 
 DEFAULT_CONFIG = "config/gateway.yaml"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def _cache_summary(cache: RouteCacheConfig | None) -> str:
+    if cache is None:
+        return ""
+    parts = [f"ttl {_seconds(cache.ttl)}"]
+    if cache.vary:
+        parts.append("vary " + ",".join(cache.vary))
+    if cache.ignore_params:
+        parts.append("ignore " + ",".join(cache.ignore_params))
+    if cache.per_user:
+        parts.append("per_user")
+    if cache.stale_while_revalidate:
+        parts.append(f"swr {_seconds(cache.stale_while_revalidate)}")
+    if cache.stale_if_error:
+        parts.append(f"stale_if_error {_seconds(cache.stale_if_error)}")
+    return f" cache[{', '.join(parts)}]"
 
 
 def _summary(config: GatewayConfig) -> str:
@@ -34,8 +56,9 @@ def _summary(config: GatewayConfig) -> str:
         shown = [f"{name} {rate}" + (f" burst {limits.burst}" if limits and limits.burst else "") for name, rate in classes if rate]
         throttle = f" throttle[{', '.join(shown)}]" if shown else ""
         auth = f" auth={route.auth}" if route.auth != "none" else ""
+        cache = _cache_summary(route.cache)
         lines.append(
-            f"  {route.name:<20} {methods:<22} {route.match.path}{host} -> {route.upstream}{strip}{auth}{throttle}"
+            f"  {route.name:<20} {methods:<22} {route.match.path}{host} -> {route.upstream}{strip}{auth}{throttle}{cache}"
         )
     lines.append(f"upstreams ({len(config.upstreams)}):")
     for name, upstream in config.upstreams.items():
@@ -43,7 +66,8 @@ def _summary(config: GatewayConfig) -> str:
         lines.append(f"  {name:<20} {targets}")
     store = config.store
     if store.kind == "memory":
-        lines.append("store: memory (buckets in each process)")
+        cached = any(r.cache is not None for r in config.routes)
+        lines.append("store: memory (buckets" + (" and cache entries" if cached else "") + " in each process)")
     else:
         lines.append(f"store: redis {redacted_url(store.url or '')}{' (cluster)' if store.cluster else ''}"
                      f"   timeout: {store.timeout * 1000:g}ms   on_error: {store.on_error}")
