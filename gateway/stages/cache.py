@@ -303,7 +303,10 @@ class CacheStage:
         cache = self.cache
         forwarder = self.forwarder
         generation = await self._generation(key)
-        conditional = self._validators(stale)
+        # A fill asks unconditionally (the client's preconditions are dropped, as nginx
+        # does), so what comes back is a whole answer worth storing; a revalidation asks
+        # with the entry's own validators.
+        conditional = self._validators(stale) or []
         sent_at = cache.clock()
         try:
             result = await forwarder.fetch(request, ex, conditional=conditional)
@@ -316,8 +319,7 @@ class CacheStage:
         try:
             head = result.head
             now = cache.clock()
-            if conditional is not None and head.status == 304:
-                assert stale is not None
+            if stale is not None and conditional and head.status == 304:
                 entry = self._freshened(stale, head, sent_at, now, generation)
                 if entry is not None:
                     await self._put(key, entry, now)
@@ -328,7 +330,9 @@ class CacheStage:
             if head.status in _UPSTREAM_FAILED and self._stale_on_error(stale, head.status):
                 assert stale is not None
                 return self._serve_stale(request, ex, stale, f"fwd-status={head.status}"), None
-            verdict = self.policy.freshness(head.status, head.headers, now=now) if generation is not None else "store"
+            verdict = (
+                self.policy.freshness(head.status, head.headers, now=now) if generation is not None else "store-unavailable"
+            )
             if not isinstance(verdict, Freshness):
                 self._mark(ex, "miss", "MISS", f"gateway; fwd=miss; detail={verdict}")
                 return await forwarder.render(request, ex, result), None
@@ -465,13 +469,13 @@ class CacheStage:
             generation = await self._generation(key)
             if generation is None:
                 return
-            conditional = self._validators(stale)
+            conditional = self._validators(stale) or []  # never the client's preconditions
             sent_at = cache.clock()
             result: UpstreamResult = await forwarder.fetch(request, ex, method="GET", conditional=conditional)
             try:
                 head = result.head
                 now = cache.clock()
-                if conditional is not None and head.status == 304:
+                if conditional and head.status == 304:
                     entry = self._freshened(stale, head, sent_at, now, generation)
                 else:
                     verdict = self.policy.freshness(head.status, head.headers, now=now)

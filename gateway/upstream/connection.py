@@ -299,6 +299,13 @@ class UpstreamConnection(asyncio.Protocol):
     def begin(self, head: bytes, *, head_only: bool) -> None:
         """Send a request head (and start expecting its response)."""
         assert self.transport is not None
+        if self.closed:
+            # Closed between the pool handing it out and now (a target killed right
+            # after accepting it, or while it sat idle): nothing of this request was
+            # sent, and writing would hit a dead transport handle.
+            if self.reused:
+                raise UpstreamReset("upstream closed the idle connection", before_response=True)
+            raise ConnectError("upstream closed the connection as soon as it opened")
         if self._parser is None:
             self._parser = httptools.HttpResponseParser(self)
         self._expecting = True

@@ -52,3 +52,22 @@ async def test_a_closed_pool_refuses_new_acquisitions(listener):
     with pytest.raises(ConnectError):
         await pool.acquire(1.0)
     assert pool.size == 0
+
+
+async def test_a_connection_closed_before_its_request_is_written_is_a_retryable_error(listener):
+    # The target reset it between the pool handing it out and the request being
+    # written (a target killed under load): nothing was sent, so the error must be one
+    # the forwarder retries, never a RuntimeError from a dead transport (a 500).
+    from gateway.upstream.connection import UpstreamReset
+
+    pool = make_pool(listener)
+    fresh = await pool.acquire(1.0)
+    fresh.connection_lost(ConnectionResetError())
+    with pytest.raises(ConnectError):
+        fresh.begin(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", head_only=False)
+    reused = await pool.acquire(1.0)
+    reused.reused = True
+    reused.connection_lost(None)
+    with pytest.raises(UpstreamReset) as caught:
+        reused.begin(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", head_only=False)
+    assert caught.value.before_response
