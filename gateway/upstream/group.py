@@ -16,8 +16,14 @@ last target never is), requests are answered 503 at once instead of each paying 
 connect timeout; one probe request per second still goes through, and its success
 closes the circuit.
 
-Retry budget: every request deposits one token (up to a small cap) and every retry
-spends one, so retries can never more than double the load on a sick upstream.
+Retry budget: every request deposits one token and every retry spends one, so over
+time retries can never more than double the load on a sick upstream. The tokens saved
+are capped at one per request in flight (at least ``_BUDGET_FLOOR``): a target that
+dies breaks every request in flight on it at the same instant, and each of those
+deserves its one retry elsewhere, however many there are; a fixed small cap turned
+that burst into 502s for idempotent requests the healthy targets would have served.
+The cap still bounds what a burst can add: at most one extra attempt per request in
+flight, once, before retries are again limited to one per new request.
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ __all__ = ["Upstream"]
 
 log = logging.getLogger("gateway.upstream")
 
-_BUDGET_CAP = 10.0
+_BUDGET_FLOOR = 10.0
+"""Tokens an upstream may save however few requests are in flight: a quiet upstream
+can still retry a handful of failures at once."""
 _PROBE_INTERVAL = 1.0
 
 
@@ -61,7 +69,7 @@ class Upstream:
         self.balancer: Balancer = make_balancer(config.strategy, self.targets)
         self.available: tuple[Target, ...] = self.targets
         self._passive = config.passive
-        self._retry_tokens = _BUDGET_CAP
+        self._retry_tokens = _BUDGET_FLOOR
         self._next_probe = 0.0
         self._hash_header = config.hash_on[7:] if config.hash_on.startswith("header:") else None
         self._hash_subject = config.hash_on == "subject"
@@ -143,8 +151,12 @@ class Upstream:
     # -- retry budget -----------------------------------------------------------------
 
     def deposit(self) -> None:
-        if self._retry_tokens < _BUDGET_CAP:
-            self._retry_tokens = min(_BUDGET_CAP, self._retry_tokens + 1.0)
+        """A request starts: it earns the upstream one retry (see the module docstring)."""
+        tokens = self._retry_tokens
+        # The cap is one token per request in flight: attempts count in ``in_flight``
+        # until their response is relayed, and this request (not started yet) is the +1.
+        if tokens < _BUDGET_FLOOR or tokens < sum(t.in_flight for t in self.targets) + 1:
+            self._retry_tokens = tokens + 1.0
 
     def can_retry(self) -> bool:
         return self._retry_tokens >= 1.0

@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+
 from gateway.config.upstream import UpstreamConfig
 from gateway.metrics import Metrics
 from gateway.upstream.group import Upstream
@@ -88,17 +90,40 @@ async def test_active_verdicts_change_availability():
     await up.close()
 
 
-async def test_retry_budget_bounds_retries_by_requests():
+@pytest.mark.parametrize(("in_flight", "saved"), [(0, 10), (3, 10), (25, 25), (64, 64), (500, 500)])
+async def test_the_budget_saves_one_retry_per_request_in_flight(in_flight, saved):
+    """A target that dies breaks every request in flight on it at once: each gets its retry."""
     up = upstream(2)
+    a, b = up.targets
+    for _ in range(1000):  # a long quiet spell saves no more than the floor
+        up.deposit()
+    for i in range(in_flight):
+        up.deposit()
+        (a, b)[i % 2].in_flight += 1  # its first attempt starts
     spent = 0
+    while up.take_retry():
+        spent += 1
+    assert spent == saved
+    assert not up.can_retry()
+    await up.close()
+
+
+@pytest.mark.parametrize("in_flight", [0, 10, 50, 400])
+async def test_retries_never_exceed_one_per_request_beyond_the_first_burst(in_flight):
+    """Everything fails and every request would retry without end: the budget allows
+    one retry per request, plus the one-off burst of one per request in flight."""
+    up = upstream(2)
+    up.targets[0].in_flight = in_flight
+    spent = 0
+    for _ in range(1000):
+        up.deposit()
+        while up.take_retry():
+            spent += 1
+    assert spent <= 1000 + max(10, in_flight + 1)
+    before = spent
     for _ in range(100):
         up.deposit()
         while up.take_retry():
             spent += 1
-    # never more retries than requests plus the small initial allowance
-    assert spent <= 100 + 10
-    for _ in range(50):
-        if up.take_retry():
-            spent += 1
-    assert spent <= 110
+    assert spent - before == 100
     await up.close()
