@@ -12,13 +12,30 @@ not recreated: the process uses the machine's own.
 from __future__ import annotations
 
 import base64
+import shutil
+import signal
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tests.kustomization import Rendered
+import yaml
 
-__all__ = ["PodContainer", "container_of"]
+from tests.integration.gateway_process import GatewayProcess
+from tests.kustomization import Rendered, render
+
+__all__ = ["KUSTOMIZATION", "PodContainer", "PodGateways", "container_of", "loopback_config", "render_deploy_kubernetes"]
+
+KUSTOMIZATION = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"
+
+
+def render_deploy_kubernetes(destination: Path, *, admin_token: str) -> Rendered:
+    """Render a copy of deploy/kubernetes at ``destination``, with the operator's
+    admin-token.env made up: it is git-ignored, so a checkout does not have it."""
+    shutil.copytree(KUSTOMIZATION, destination, ignore=shutil.ignore_patterns("admin-token.env"))
+    (destination / "admin-token.env").write_text(f"ADMIN_TOKEN={admin_token}\n")
+    return render(destination)
 
 
 def container_of(rendered: Rendered, kind: str, name: str, container: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -78,3 +95,61 @@ class PodContainer:
     def config_path(self) -> Path:
         """The file after ``-c`` in the container's command, on the local disk."""
         return self.workdir / self.argv[self.argv.index("-c") + 1]
+
+
+def loopback_config(container: PodContainer, **replace: Any) -> dict[str, Any]:
+    """The pod's config file as YAML data, ``${VAR}``s still in place (the gateway
+    interpolates them from the environment it is given), without the listen
+    addresses (tests/integration/gateway_process.py puts them on free loopback ports:
+    0.0.0.0:8080 cannot be shared on a test machine), and with the sections in
+    ``replace`` swapped, e.g. upstreams and routes aimed at a stub instead of the
+    cluster's backends."""
+    config: dict[str, Any] = yaml.safe_load(container.config_path.read_text())
+    config["server"] = {k: v for k, v in config["server"].items() if k != "listen"}
+    config["admin"] = {k: v for k, v in config["admin"].items() if k != "listen"}
+    config.update(replace)
+    return config
+
+
+class PodGateways:
+    """Real ``gateway run`` processes started as the Deployment's container: its
+    config file, its key Secret at the same relative path, its environment (with
+    ``env`` overriding, e.g. REDIS_URL for a local redis-server). Each in its own
+    directory standing for its working directory."""
+
+    def __init__(self, workdir: Path, *, admin_token: str) -> None:
+        self.workdir = workdir
+        self.rendered = render_deploy_kubernetes(workdir / "kubernetes", admin_token=admin_token)
+        self.pod, self.container = container_of(self.rendered, "Deployment", "gateway", "gateway")
+        self.started: list[GatewayProcess] = []
+
+    def start(self, count: int = 1, *, env: dict[str, str] | None = None, **replace: Any) -> list[GatewayProcess]:
+        """``count`` instances of the same pod, started side by side (each start is
+        mostly Python importing; one after the other is slow on a busy machine)."""
+        gateways = []
+        for _ in range(count):
+            root = self.workdir / f"pod{len(self.started)}"
+            laid_out = PodContainer.lay_out(self.rendered, self.pod, self.container, root)
+            gateway = GatewayProcess(loopback_config(laid_out, **replace), root, env={**laid_out.env, **(env or {})})
+            self.started.append(gateway)
+            gateways.append(gateway)
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            list(pool.map(lambda gateway: gateway.start(timeout=60.0), gateways))
+        return gateways
+
+    def stop_all(self) -> None:
+        """SIGTERM every one still running, all at once; each must drain and exit 0."""
+        running = [g for g in self.started if g.proc is not None and g.proc.poll() is None]
+        for gateway in running:
+            gateway.signal(signal.SIGTERM)
+        failed = []
+        for gateway in self.started:
+            assert gateway.proc is not None
+            try:
+                code = gateway.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                gateway.kill()
+                code = None
+            if code != 0:
+                failed.append(f"exit {code}:\n{gateway.log()[-2000:]}")
+        assert not failed, "\n".join(failed)

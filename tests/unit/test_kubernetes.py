@@ -30,11 +30,10 @@ from gateway.config import GatewayConfig, load_config
 from gateway.config.loader import load_yaml
 from gateway.metrics import Metrics
 from tests.integration.gateway_process import gateway_command
-from tests.kubernetes_pod import PodContainer, container_of
+from tests.kubernetes_pod import KUSTOMIZATION, PodContainer, container_of, render_deploy_kubernetes
 from tests.kustomization import Rendered, kustomize_hash, render
 
 ROOT = Path(__file__).resolve().parents[2]
-KUSTOMIZATION = ROOT / "deploy" / "kubernetes"
 
 KUBERNETES_VERSION = "1.31.0"
 """The oldest Kubernetes the manifests promise to work on (PodDisruptionBudget's
@@ -44,11 +43,7 @@ TEST_ADMIN_TOKEN = "k8s-test-admin-token"
 
 
 def rendered_copy(destination: Path, *, token: str = TEST_ADMIN_TOKEN) -> Rendered:
-    """Render a copy of deploy/kubernetes with the operator's admin-token.env made up
-    (it is git-ignored, so a checkout does not have it)."""
-    shutil.copytree(KUSTOMIZATION, destination, ignore=shutil.ignore_patterns("admin-token.env"))
-    (destination / "admin-token.env").write_text(f"ADMIN_TOKEN={token}\n")
-    return render(destination)
+    return render_deploy_kubernetes(destination, admin_token=token)
 
 
 @pytest.fixture(scope="module")
