@@ -125,7 +125,7 @@ def test_the_redis_command_line_runs_as_written(pods: PodGateways, tmp_path: Pat
                 time.sleep(0.05)
         settings: dict[str, str] = {}
         for name in ("save", "appendonly", "protected-mode", "maxmemory", "maxmemory-policy"):
-            settings.update(client.config_get(name))
+            settings.update({str(k): str(v) for k, v in client.config_get(name).items()})
         assert settings == {
             "save": "",
             "appendonly": "no",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -129,8 +128,7 @@ def test_a_change_to_any_generated_file_rolls_the_pods(tmp_path: Path, rendered:
         ("gateway-jwt", lambda d: (d / "jwt.pub").write_text("rotated\n" + (d / "jwt.pub").read_text())),
     ]:
         directory = tmp_path / changed
-        shutil.copytree(KUSTOMIZATION, directory, ignore=shutil.ignore_patterns("admin-token.env"))
-        (directory / "admin-token.env").write_text(f"ADMIN_TOKEN={TEST_ADMIN_TOKEN}\n")
+        rendered_copy(directory)
         edit(directory)
         after = render(directory)
         assert template(after) != template(rendered)
