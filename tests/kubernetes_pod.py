@@ -123,6 +123,12 @@ class PodGateways:
         self.pod, self.container = container_of(self.rendered, "Deployment", "gateway", "gateway")
         self.started: list[GatewayProcess] = []
 
+    def section(self, name: str) -> Any:
+        """One section of the pod's config file as written (``${VAR}``s in place)."""
+        [config_map] = [v["configMap"]["name"] for v in self.pod["volumes"] if "configMap" in v]
+        [text] = self.rendered.get("ConfigMap", config_map)["data"].values()
+        return yaml.safe_load(text)[name]
+
     def start(self, count: int = 1, *, env: dict[str, str] | None = None, **replace: Any) -> list[GatewayProcess]:
         """``count`` instances of the same pod, started side by side (each start is
         mostly Python importing; one after the other is slow on a busy machine)."""

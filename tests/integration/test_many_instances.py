@@ -64,7 +64,11 @@ def start_instances(pods: PodGateways, stub: StubUpstream, redis_server: RedisSe
         {"name": "limited", "match": {"path": "/limited"}, "upstream": "app", "throttle": {"anonymous": "10/minute"}},
         {"name": "slow", "match": {"path": "/slow"}, "upstream": "app", "throttle": False},
     ]
-    return pods.start(INSTANCES, env={"REDIS_URL": redis_server.url}, upstreams=upstreams, routes=routes)
+    # The pod's store, with a longer bound per Redis call: on a loaded test machine a
+    # 50 ms timeout can pass, and the fallback to each process's own buckets
+    # (on_error: local) would then let more than the limit through.
+    store = {**pods.section("store"), "timeout": "2s"}
+    return pods.start(INSTANCES, env={"REDIS_URL": redis_server.url}, upstreams=upstreams, routes=routes, store=store)
 
 
 async def metric_sum(session: aiohttp.ClientSession, gateways: list[GatewayProcess], prefix: str) -> float:
