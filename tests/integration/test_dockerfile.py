@@ -227,6 +227,8 @@ def test_a_missing_or_unreadable_mounted_key_fails_with_one_line(container: Cont
     assert result.stderr.splitlines() == [
         f"{container.config}: auth.jwt.public_key_file: {container.key}: cannot read the file: {reason}"
     ]
+    if not mounted:  # the docs show this line, with the image's own paths
+        assert result.stderr.replace(str(container.root), "").strip() in run_section()
 
 
 @pytest.mark.parametrize(
@@ -246,6 +248,8 @@ def test_a_missing_required_variable_fails_with_one_line(container: Container, n
     assert len(lines) == 1 and lines[0].startswith(
         f"{container.config}: {where}: environment variable {name} is not set or empty: "
     ), result.stderr
+    if name == "ADMIN_TOKEN":  # the docs show this line, with the image's own paths
+        assert lines[0].replace(str(container.root), "") in run_section()
 
 
 # --- the optional variables, as the config reads them -----------------------------
