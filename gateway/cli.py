@@ -74,13 +74,28 @@ def _summary(config: GatewayConfig) -> str:
     return "\n".join(lines)
 
 
+def _report(path: str, exc: ConfigError) -> None:
+    """Print a config's problems to stderr.
+
+    One problem is one line, ``FILE: where: what``: a container or service manager
+    shows the last line of a failed start, and a missing mounted key file must read as
+    that, not as a count followed by the cause. Several problems get a count and one
+    indented line each."""
+    if len(exc.issues) == 1:
+        issue = exc.issues[0]
+        # The file itself unreadable: its path is already the issue's location.
+        print(str(issue) if issue.path == path else f"{path}: {issue}", file=sys.stderr)
+        return
+    print(f"{path}: {len(exc.issues)} error(s)", file=sys.stderr)
+    for issue in exc.issues:
+        print(f"  {issue}", file=sys.stderr)
+
+
 def _load_or_report(path: str) -> GatewayConfig | None:
     try:
         return load_config(path)
     except ConfigError as exc:
-        print(f"{path}: {len(exc.issues)} error(s)", file=sys.stderr)
-        for issue in exc.issues:
-            print(f"  {issue}", file=sys.stderr)
+        _report(path, exc)
         return None
 
 
@@ -145,9 +160,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
     except ConfigError as exc:  # the file changed between our read and the supervisor's
-        print(f"{args.config}: {len(exc.issues)} error(s)", file=sys.stderr)
-        for issue in exc.issues:
-            print(f"  {issue}", file=sys.stderr)
+        _report(args.config, exc)
         return 2
     return 0
 

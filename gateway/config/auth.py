@@ -72,7 +72,12 @@ def _read(value: Any) -> tuple[str, bytes]:
         with Path(path).open("rb") as handle:
             data = handle.read(_MAX_KEY_FILE + 1)
     except OSError as exc:
-        raise PydanticCustomError("key", "{path}: cannot read the file: {reason}", {"path": path, "reason": exc.strerror or str(exc)}) from None
+        # A relative path worked where it was written (the repository root) and fails
+        # where the process runs (a container's /): say where it was looked for.
+        where = "" if Path(path).is_absolute() else f" (looked for {Path.cwd() / path})"
+        raise PydanticCustomError(
+            "key", "{path}: cannot read the file{where}: {reason}", {"path": path, "where": where, "reason": exc.strerror or str(exc)}
+        ) from None
     if len(data) > _MAX_KEY_FILE:
         raise PydanticCustomError("key", "{path}: larger than 1MiB, not a key file", {"path": path})
     return path, data

@@ -4,7 +4,12 @@ Why not ``yaml.safe_load``: it silently keeps the last of two duplicate keys, wh
 hides exactly the kind of typo that takes an API down (two ``ttl:`` lines, the
 wrong one winning). We compose the node tree with the safe loader, walk it once to
 refuse duplicates with their YAML path, interpolate ``${NAME}`` /
-``${NAME:-default}`` inside scalars, then construct plain Python data.
+``${NAME:-default}`` / ``${NAME:?message}`` inside scalars, then construct plain
+Python data.
+
+``${NAME:?message}`` (the shell's and Compose's spelling) refuses an unset *or empty*
+variable: a file that opens an admin listener on 0.0.0.0 must be able to say "no
+token, no start" where ``${NAME}`` would let ``ADMIN_TOKEN=`` through as "no token".
 
 Interpolation happens per scalar rather than on the raw text so that a secret
 containing ``#`` or ``: `` stays one value instead of rewriting the document; a
@@ -25,23 +30,36 @@ from gateway.config.errors import ConfigError, ConfigIssue, format_path
 
 __all__ = ["load_yaml", "interpolate"]
 
-_VAR_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_VAR_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*)|:\?([^}]*))?\}")
 
 
 class _UnsetVariable(Exception):
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, required: str | None = None) -> None:
         super().__init__(name)
         self.name = name
+        self.required = required
+        """``None`` for a plain ``${NAME}``; the (possibly empty) message of ``${NAME:?message}``."""
+
+    def describe(self) -> str:
+        if self.required is None:
+            return (
+                f"environment variable {self.name} is not set "
+                f"(write ${{{self.name}:-default}} to give a default)"
+            )
+        message = self.required.strip()
+        return f"environment variable {self.name} is not set or empty" + (f": {message}" if message else "")
 
 
 def interpolate(text: str, environ: Mapping[str, str]) -> str:
-    """Replace ``${NAME}`` and ``${NAME:-default}``; ``$$`` is a literal ``$``."""
+    """Replace ``${NAME}``, ``${NAME:-default}`` and ``${NAME:?message}``; ``$$`` is a literal ``$``."""
 
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
-        name, default = match.group(1), match.group(2)
+        name, default, required = match.group(1), match.group(2), match.group(3)
         value = environ.get(name)
+        if required is not None and not value:
+            raise _UnsetVariable(name, required=required)
         if value is None or (value == "" and default is not None):
             if default is None:
                 raise _UnsetVariable(name)
@@ -85,13 +103,7 @@ def _walk(
         try:
             new_value = interpolate(node.value, environ)
         except _UnsetVariable as exc:
-            issues.append(
-                ConfigIssue(
-                    format_path(path),
-                    f"environment variable {exc.name} is not set "
-                    f"(write ${{{exc.name}:-default}} to give a default)",
-                )
-            )
+            issues.append(ConfigIssue(format_path(path), exc.describe()))
             return
         if node.style is None:  # plain scalar: type it as if it had been written so
             node.tag = loader.resolve(yaml.ScalarNode, new_value, (True, False))

@@ -53,7 +53,14 @@ class TargetConfig(Model):
 
 
 def _target_shorthand(value: Any) -> Any:
-    """``targets: [http://a:1, http://b:2]`` is accepted as well as ``- url: ...``."""
+    """``targets: [http://a:1, http://b:2]`` is accepted as well as ``- url: ...``.
+
+    A single string of URLs separated by commas or spaces is a list too, so that one
+    environment variable can carry every target (``targets: "${UPSTREAM_URLS}"``):
+    interpolation fills one scalar, it can never produce a YAML list. URLs never hold a
+    comma or a space unencoded, so the split cannot cut one in two."""
+    if isinstance(value, str):
+        value = [part for part in re.split(r"[\s,]+", value) if part]
     if isinstance(value, list):
         return [{"url": item} if isinstance(item, str) else item for item in value]
     return value
@@ -108,7 +115,7 @@ def _passive_switch(value: Any) -> Any:
 
 class UpstreamConfig(Model):
     targets: Annotated[
-        tuple[TargetConfig, ...], BeforeValidator(_target_shorthand, json_schema_input_type=list[str | TargetConfig])
+        tuple[TargetConfig, ...], BeforeValidator(_target_shorthand, json_schema_input_type=list[str | TargetConfig] | str)
     ] = Field(min_length=1)
     strategy: Literal["round_robin", "weighted", "least_conn", "p2c", "hash"] = "round_robin"
     hash_on: str = "client_ip"

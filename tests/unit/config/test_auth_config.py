@@ -163,3 +163,17 @@ def test_check_reports_a_bad_key_file(tmp_path, keys, capsys):
     assert "auth.jwt.public_key_file" in err and "private key" in err
     with pytest.raises(ConfigError):
         load_config(path)
+
+
+@pytest.mark.parametrize("field", ["public_key_file", "jwks_file"])
+@pytest.mark.parametrize("relative", [False, True])
+def test_a_missing_key_file_is_one_line_naming_the_key_and_the_file(tmp_path, monkeypatch, capsys, field, relative):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "gateway.yaml"
+    key = "keys/jwt.pub" if relative else str(tmp_path / "run" / "secrets" / "jwt.pub")
+    path.write_text(json.dumps(config({"algorithms": ["RS256"], field: key}, route={"auth": "required"})))
+    assert main(["check", "-c", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    # A relative path also says where it was looked for: the working directory decides.
+    where = f" (looked for {tmp_path / 'keys' / 'jwt.pub'})" if relative else ""
+    assert lines == [f"{path}: auth.jwt.{field}: {key}: cannot read the file{where}: No such file or directory"]

@@ -68,3 +68,31 @@ def test_interpolate_leaves_plain_text_alone():
 
 def test_empty_document_is_empty_mapping():
     assert load_yaml("", environ={}) == {}
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, "admin.token: environment variable ADMIN_TOKEN is not set or empty: the admin listener needs one"),
+        # Unlike ${NAME}, an empty value is refused too: `-e ADMIN_TOKEN=` is a mistake, not "no token".
+        ({"ADMIN_TOKEN": ""}, "admin.token: environment variable ADMIN_TOKEN is not set or empty: the admin listener needs one"),
+    ],
+)
+def test_required_variable_refuses_unset_and_empty(environ, expected):
+    assert issues('admin:\n  token: "${ADMIN_TOKEN:?the admin listener needs one}"\n', environ) == [expected]
+
+
+def test_required_variable_without_a_message():
+    assert issues("a: ${A:?}\n") == ["a: environment variable A is not set or empty"]
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "expected"),
+    [
+        ('token: "${T:?needed}"', {"T": "s3cret"}, {"token": "s3cret"}),
+        ("port: ${P:?}", {"P": "8080"}, {"port": 8080}),  # plain scalars are still typed
+        ("url: http://${H:?}:${P:-80}", {"H": "up"}, {"url": "http://up:80"}),
+    ],
+)
+def test_required_variable_when_set(text, environ, expected):
+    assert load_yaml(text, environ=environ) == expected
