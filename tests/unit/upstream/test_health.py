@@ -20,15 +20,13 @@ async def wait_for(predicate, timeout=10.0):
     raise AssertionError("condition not met in time")
 
 
-SICK = web.AppKey("sick", bool)
-
-
 async def test_the_last_check_of_each_target_is_shown_with_its_result_and_age(aiohttp_server):
+    sick = False
+
     async def healthz(request):
-        return web.Response(status=503 if request.app[SICK] else 200)
+        return web.Response(status=503 if sick else 200)
 
     app = web.Application()
-    app[SICK] = False
     app.router.add_get("/healthz", healthz)
     server = await aiohttp_server(app)
     dead = free_port()  # nothing listens: a connection error
@@ -48,7 +46,7 @@ async def test_the_last_check_of_each_target_is_shown_with_its_result_and_age(ai
         assert alive["ok"] is True and alive["result"] == "200"
         assert 0 <= alive["age_s"] < 5 and alive["took_ms"] >= 0
         assert down["ok"] is False and down["result"] == "ClientConnectorError"
-        app[SICK] = True
+        sick = True
         await wait_for(lambda: checks()[0]["result"] == "status 503")
         assert checks()[0]["ok"] is False
         await wait_for(lambda: not up.targets[0].healthy)
