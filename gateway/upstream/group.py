@@ -206,7 +206,8 @@ class Upstream:
         target.ejections += 1
         target.ejected_until = loop.time() + passive.eject_for
         self._last_ejection[id(target)] = Ejection(
-            reason=f"{target.consecutive_failures} consecutive failures, last: {reason}",
+            reason=f"{target.consecutive_failures} consecutive failure{'s' if target.consecutive_failures != 1 else ''}, "
+            f"last: {reason}",
             at=time.time(),
             duration=passive.eject_for,
         )
