@@ -39,7 +39,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
-
 from prometheus_client.metrics_core import Metric
 
 from gateway.admin import NO_STORE, admin_middlewares

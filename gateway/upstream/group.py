@@ -191,7 +191,7 @@ class Upstream:
             target.consecutive_failures = 0
 
     def record_failure(self, target: Target, *, reason: str = "failure") -> None:
-        """``reason``: what failed (the metric's code: ``connect_error``, ``502``...),
+        """``reason``: what failed (``connect_error``, ``timeout``, ``HTTP 502``...),
         named in the ejection record when this failure ejects the target."""
         passive = self._passive
         if passive is None:
