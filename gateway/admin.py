@@ -2,29 +2,39 @@
 
 Separate from the proxy port so that it can be bound to loopback or a management
 network. When ``admin.token`` is set, every endpoint except ``/healthz`` (which load
-balancers and Docker's HEALTHCHECK call anonymously) needs ``Authorization: Bearer``.
+balancers and Docker's HEALTHCHECK call anonymously) and ``/`` (the status page's
+HTML shell, which holds no data: gateway/status_page.py) needs
+``Authorization: Bearer``; the data the page shows comes from ``/status/live``,
+which does.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from gateway.cache.purge import purge_handler
 from gateway.metrics import Metrics
 from gateway.problem import problem_response
+from gateway.reload_history import ReloadHistory
+from gateway.status_live import LiveCounters, live_status
+from gateway.status_page import status_page_response
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
-__all__ = ["build_admin_app", "admin_middlewares", "render_status_page"]
+__all__ = ["build_admin_app", "admin_middlewares", "NO_STORE"]
 
-_OPEN_PATHS = frozenset({"/healthz"})
+_OPEN_PATHS = frozenset({"/healthz", "/"})
+_OPEN_METHODS = frozenset({"GET", "HEAD"})
+
+NO_STORE = {"Cache-Control": "no-store"}
+"""Live figures: never from a cache, never kept by one."""
 
 
 def _token_middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
@@ -34,7 +44,9 @@ def _token_middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]
     async def require_token(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if request.path not in _OPEN_PATHS:
+        # Open means readable: a POST to an open path (which the supervisor would
+        # forward to every worker) needs the token like any other.
+        if request.method not in _OPEN_METHODS or request.path not in _OPEN_PATHS:
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 return problem_response(
@@ -53,10 +65,17 @@ def admin_middlewares(token: str | None) -> list[Callable[..., Awaitable[web.Str
 
 
 def build_admin_app(
-    *, metrics: Metrics, token: str | None, runtime: Callable[[], Runtime] | None = None
+    *,
+    metrics: Metrics,
+    token: str | None,
+    runtime: Callable[[], Runtime] | None = None,
+    reloads: ReloadHistory | None = None,
 ) -> web.Application:
-    """``runtime`` returns the runtime in force (it changes on reload)."""
-    app = web.Application(middlewares=[_token_middleware(token)] if token else [])
+    """``runtime`` returns the runtime in force (it changes on reload). ``reloads``:
+    given when this app is the one operators reach (``admin.listen``), which then
+    also serves the status page; a worker's private app leaves the page to the
+    supervisor (gateway/supervisor_admin.py)."""
+    app = web.Application(middlewares=admin_middlewares(token))
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -78,39 +97,27 @@ def build_admin_app(
         async def status(request: web.Request) -> web.Response:
             return web.json_response(runtime().status())
 
-        async def index(request: web.Request) -> web.Response:
-            return web.Response(text=render_status_page(runtime().status(), runtime().readiness()), content_type="text/html")
-
         app.router.add_post("/cache/purge", purge_handler(runtime))
         app.router.add_get("/readyz", readyz)
         app.router.add_get("/status", status)
-        app.router.add_get("/", index)
+
+        if reloads is not None:
+
+            async def collect() -> list[Metric]:
+                # The very families /metrics renders, so the page and Prometheus agree.
+                return list(metrics.registry.collect())
+
+            live = LiveCounters(collect)
+            app.cleanup_ctx.append(live.cleanup_ctx)
+
+            async def status_live(request: web.Request) -> web.Response:
+                window = await live.window()
+                current = runtime()
+                document = live_status(
+                    status=current.status(), reasons=current.readiness(), window=window, config=reloads.status()
+                )
+                return web.json_response(document, headers=NO_STORE)
+
+            app.router.add_get("/status/live", status_live)
+            app.router.add_get("/", status_page_response)
     return app
-
-
-def render_status_page(status: dict[str, Any], reasons: list[str]) -> str:
-    """A small page for people: the same facts as /status, refreshing every 5 s."""
-    rows = []
-    for name, upstream in status["upstreams"].items():
-        for t in upstream["targets"]:
-            state = "ejected" if t["ejected"] else ("healthy" if t["healthy"] else "unhealthy")
-            rows.append(
-                f"<tr><td>{escape(name)}</td><td>{escape(t['url'])}</td><td class={state}>{state}</td>"
-                f"<td>{t['in_flight']}</td><td>{t['connections']}</td><td>{t['ejections']}</td></tr>"
-            )
-    routes = "".join(
-        f"<tr><td>{escape(r['name'])}</td><td>{escape(', '.join(r['methods'] or ['*']))}</td>"
-        f"<td>{escape(r['path'])}</td><td>{escape(r['upstream'])}</td><td>{escape(' → '.join(r['stages']) or '-')}</td></tr>"
-        for r in status["routes"]
-    )
-    ready = "ready" if not reasons else "not ready: " + "; ".join(reasons)
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="5"><title>gateway status</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:2em}}
-td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}.healthy{{color:green}}.unhealthy,.ejected{{color:#b00}}</style>
-</head><body><h1>gateway</h1><p>{escape(ready)}</p>
-<h2>Upstreams</h2><table><tr><th>upstream</th><th>target</th><th>state</th><th>in flight</th><th>connections</th><th>ejections</th></tr>
-{"".join(rows)}</table>
-<h2>Routes</h2><table><tr><th>route</th><th>methods</th><th>path</th><th>upstream</th><th>stages</th></tr>{routes}</table>
-<p>JSON: <a href="/status">/status</a> · <a href="/readyz">/readyz</a> · <a href="/metrics">/metrics</a></p>
-</body></html>"""

@@ -29,6 +29,7 @@ from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.edge import EdgeHandler
 from gateway.http_server import EdgeServer
 from gateway.metrics import Metrics
+from gateway.reload_history import ReloadHistory
 from gateway.runtime import Runtime
 
 __all__ = ["serve", "bind_socket", "open_socket"]
@@ -81,6 +82,8 @@ class GatewayProcess:
         self.config = config
         self.worker_channel = worker_channel
         self.metrics = Metrics()
+        self.reloads = ReloadHistory(config_path)
+        """For the status page; a worker's is unused (its supervisor keeps the real one)."""
         self.access_log = AccessLog(target=config.server.access_log)
         # Cache invalidation generations: a worker shares its supervisor's table (a
         # file in the private run directory), so a write through one worker
@@ -119,7 +122,10 @@ class GatewayProcess:
             log.info("serving on %s:%s", host, port)
         # The private channel sits in a 0700 directory; admin.token guards the network listener.
         token = None if worker_channel is not None else self.config.admin.token
-        admin = build_admin_app(metrics=self.metrics, token=token, runtime=lambda: self.runtime)
+        admin = build_admin_app(
+            metrics=self.metrics, token=token, runtime=lambda: self.runtime,
+            reloads=None if worker_channel is not None else self.reloads,
+        )
         self._admin_runner = web.AppRunner(admin, access_log=None, handle_signals=False)
         await self._admin_runner.setup()
         if worker_channel is not None:
@@ -153,6 +159,7 @@ class GatewayProcess:
             config = load_config(self.config_path)
         except ConfigError as exc:
             self.metrics.config_reloads_total.labels("failure").inc()
+            self.reloads.failed(str(exc))
             log.error("reload refused, the running configuration stays:\n%s", exc)
             return
         if config.server.listen != self.config.server.listen or config.admin != self.config.admin:
@@ -166,6 +173,7 @@ class GatewayProcess:
         await old.quiesce()
         self._forget_removed_targets(old, runtime)
         self.metrics.config_reloads_total.labels("success").inc()
+        self.reloads.succeeded()
         log.info("configuration reloaded from %s", self.config_path)
         task = asyncio.get_running_loop().create_task(self._retire(old))
         self._old_runtimes.add(task)

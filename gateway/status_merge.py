@@ -11,7 +11,12 @@ gateway as a whole do with this target":
   stop the others sending traffic); ``ejected_for``: the longest remaining;
 - counts (``in_flight``, ``connections``, ``idle_connections``, ``ejections``):
   summed over workers;
+- ``last_check`` and ``last_ejection``: the most recent any worker made (each
+  worker runs its own health checks and passive ejection);
 - an upstream's ``available``: targets that take traffic in at least one worker;
+- the store: ``reachable`` only if every worker reaches it (one that cannot is
+  applying ``on_error``), ``state`` ``down`` if any is down, counts summed,
+  ``last_error`` the most recent;
 - anything else: the first worker's value.
 
 Targets are matched by ``url``; a target only some workers know (a reload in
@@ -26,6 +31,16 @@ from typing import Any
 
 __all__ = ["aggregate_status"]
 
+def _newest(records: list[Any]) -> Any:
+    """The most recent of several workers' dated records (each has ``age_s``)."""
+    dated = [r for r in records if isinstance(r, dict) and isinstance(r.get("age_s"), (int, float))]
+    return min(dated, key=lambda r: r["age_s"]) if dated else None
+
+
+def _down_if_any(states: list[Any]) -> Any:
+    return "down" if "down" in states else states[0]
+
+
 _TARGET_RULES: tuple[tuple[str, Callable[[list[Any]], Any]], ...] = (
     ("healthy", any),
     ("ejected", all),
@@ -34,6 +49,18 @@ _TARGET_RULES: tuple[tuple[str, Callable[[list[Any]], Any]], ...] = (
     ("connections", sum),
     ("idle_connections", sum),
     ("ejections", sum),
+    ("last_check", _newest),
+    ("last_ejection", _newest),
+)
+
+_STORE_RULES: tuple[tuple[str, Callable[[list[Any]], Any]], ...] = (
+    ("reachable", all),
+    ("state", _down_if_any),
+    ("failures", sum),
+    ("buckets", sum),
+    ("local_buckets", sum),
+    ("evictions", sum),
+    ("last_error", _newest),
 )
 
 
@@ -67,6 +94,14 @@ def aggregate_status(statuses: Sequence[dict[str, Any]]) -> dict[str, Any]:
             for name, view in upstreams.items():
                 if isinstance(view, dict):
                     upstream_views.setdefault(name, []).append(view)
+    stores = [s["store"] for s in statuses if isinstance(s.get("store"), dict)]
+    if stores:
+        store = copy.deepcopy(stores[0])
+        for key, rule in _STORE_RULES:
+            values = [view[key] for view in stores if key in view]
+            if values:
+                store[key] = rule(values)
+        out["store"] = store
     if upstream_views:
         merged_upstreams: dict[str, Any] = {}
         for name, views in upstream_views.items():

@@ -54,6 +54,7 @@ from gateway.config import ConfigError, ConfigIssue, GatewayConfig, parse_config
 from gateway.config.loader import load_yaml
 from gateway.metrics import Metrics
 from gateway.metrics_merge import WorkerMetrics
+from gateway.reload_history import ReloadHistory
 from gateway.restart_backoff import RestartBackoff
 from gateway.server import bind_socket, open_socket
 from gateway.supervisor_admin import WorkerInfo, build_supervisor_admin_app
@@ -154,6 +155,7 @@ class Supervisor:
         self.metrics = Metrics()
         """Only ``gateway_config_reloads_total`` is counted here; the rest comes from workers."""
         self.worker_metrics = WorkerMetrics()
+        self.reloads = ReloadHistory(config_path)
         self._run_dir = Path()
         self._snapshot = Path()
         self._generation = 0
@@ -217,6 +219,7 @@ class Supervisor:
             own_metrics=self.metrics,
             worker_metrics=self.worker_metrics,
             supervisor_info=self._info,
+            reloads=self.reloads,
         )
         self._admin_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._admin_runner.setup()
@@ -375,6 +378,7 @@ class Supervisor:
             data, config = read_config(self.config_path)
         except ConfigError as exc:
             self.metrics.config_reloads_total.labels("failure").inc()
+            self.reloads.failed(str(exc))
             log.error("reload refused (%d error(s)), the running configuration stays:\n%s", len(exc.issues), exc)
             return
         fixed = (self.config.server.listen, self.config.admin, self.config.server.workers)
@@ -389,6 +393,7 @@ class Supervisor:
                     slot.process.send_signal(signal.SIGHUP)
                 slot.generation = self._generation
         self.metrics.config_reloads_total.labels("success").inc()
+        self.reloads.succeeded()
         log.info("configuration reloaded from %s; forwarded to %d ready worker(s)",
                  self.config_path, sum(1 for s in self._slots if s.state == "ready"))
 

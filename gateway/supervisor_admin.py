@@ -14,12 +14,16 @@ run directory, see gateway/worker.py):
   else 503 with every reason, prefixed by the worker it comes from.
 - ``GET /status``: the aggregate view (gateway/status_merge.py), in the same shape
   as a single process's, plus ``supervisor`` and a ``workers`` list with each
-  worker's own status; ``GET /`` the same as a page.
+  worker's own status.
+- ``GET /status/live`` and ``GET /``: the status page's data and its shell, built
+  exactly as a single process builds them (gateway/status_live.py) from the
+  aggregate status and the merged metrics; the page's figures over the last minute
+  come from snapshots of the merged counters, taken every few seconds.
 - any ``POST`` (e.g. ``/cache/purge``): sent to every ready worker, because each
   holds its own state; the answer lists each worker's reply, with the worst status.
 
-``admin.token`` guards all of it but ``/healthz``, with the same middleware as the
-single-process admin app.
+``admin.token`` guards all of it but ``/healthz`` and the page's shell, with the
+same middleware as the single-process admin app.
 """
 
 from __future__ import annotations
@@ -35,11 +39,15 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
 
-from gateway.admin import admin_middlewares, render_status_page
+from gateway.admin import NO_STORE, admin_middlewares
 from gateway.metrics import Metrics
 from gateway.metrics_merge import ExpositionError, WorkerMetrics, parse_exposition, render
+from gateway.reload_history import ReloadHistory
+from gateway.status_live import LiveCounters, live_status
 from gateway.status_merge import aggregate_status
+from gateway.status_page import status_page_response
 
 __all__ = ["WorkerInfo", "ChannelError", "build_supervisor_admin_app", "SUPERVISOR_FAMILIES"]
 
@@ -105,8 +113,10 @@ def build_supervisor_admin_app(
     own_metrics: Metrics,
     worker_metrics: WorkerMetrics,
     supervisor_info: Callable[[], dict[str, Any]],
+    reloads: ReloadHistory,
 ) -> web.Application:
-    """``workers`` returns the current slots (pids change as workers restart)."""
+    """``workers`` returns the current slots (pids change as workers restart);
+    ``reloads``: the supervisor's own, since it is the one that handles SIGHUP."""
     app = web.Application(middlewares=admin_middlewares(token))
 
     async def each_ready(
@@ -127,7 +137,8 @@ def build_supervisor_admin_app(
             {"status": "ok", "workers": len(infos), "ready": sum(1 for w in infos if w.ready)}
         )
 
-    async def metrics_endpoint(request: web.Request) -> web.Response:
+    async def merged_families(own: Sequence[Metric] = ()) -> list[Metric]:
+        """Every ready worker's registry, merged (with the retired workers' totals)."""
         async def families(worker: WorkerInfo) -> Any:
             status, _, body = await ask_worker(worker.channel, "GET", "/metrics")
             if status != 200:
@@ -148,14 +159,20 @@ def build_supervisor_admin_app(
             for worker, answer in answers
             if worker.pid in current and not isinstance(answer, ChannelError) and worker.pid is not None
         }
+        return worker_metrics.merged(live, own=own)
+
+    async def metrics_endpoint(request: web.Request) -> web.Response:
         own = []
         for family in own_metrics.registry.collect():
             if family.name in SUPERVISOR_FAMILIES:
                 # Like the merged families, the supervisor's own carry no *_created series.
                 family.samples = [s for s in family.samples if not s.name.endswith("_created")]
                 own.append(family)
-        body = render(worker_metrics.merged(live, own=own))
+        body = render(await merged_families(own))
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    live = LiveCounters(merged_families)
+    app.cleanup_ctx.append(live.cleanup_ctx)
 
     async def readiness_and_status(
         *, with_status: bool = True,
@@ -213,11 +230,16 @@ def build_supervisor_admin_app(
              "supervisor": supervisor_info(), "workers": per_worker}
         )
 
-    async def index(request: web.Request) -> web.Response:
-        reasons, _, aggregate = await readiness_and_status()
-        if "upstreams" in aggregate and "routes" in aggregate:
-            return web.Response(text=render_status_page(aggregate, reasons), content_type="text/html")
-        return web.Response(text="no worker is ready: " + "; ".join(reasons), status=503)
+    async def status_live(request: web.Request) -> web.Response:
+        # Both ask every worker; neither waits for the other.
+        (reasons, per_worker, aggregate), window = await asyncio.gather(readiness_and_status(), live.window())
+        if "upstreams" not in aggregate or "routes" not in aggregate:
+            return web.json_response({"ready": False, "reasons": reasons, "detail": "no worker is ready"},
+                                     status=503, headers=NO_STORE)
+        # Each worker's own full status is on /status; the page shows the slots.
+        slots = [{key: value for key, value in entry.items() if key != "status"} for entry in per_worker]
+        document = live_status(status=aggregate, reasons=reasons, window=window, config=reloads.status(), workers=slots)
+        return web.json_response(document, headers=NO_STORE)
 
     async def fan_out(request: web.Request) -> web.Response:
         body = await request.read()
@@ -246,6 +268,7 @@ def build_supervisor_admin_app(
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/status", status)
-    app.router.add_get("/", index)
+    app.router.add_get("/status/live", status_live)
+    app.router.add_get("/", status_page_response)
     app.router.add_post("/{tail:.*}", fan_out)
     return app

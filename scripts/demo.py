@@ -260,7 +260,7 @@ def banner(with_gateway: bool, seed_output: str) -> str:
     if with_gateway:
         lines += [
             f"  gateway          http://{HOST}:{GATEWAY_PORT}/api/menu-items",
-            f"  gateway admin    http://{HOST}:{ADMIN_PORT}/  (/healthz /readyz /status /metrics)",
+            f"  gateway admin    http://{HOST}:{ADMIN_PORT}/  (status page; /healthz /readyz /status /metrics)",
         ]
     for n, port in enumerate(BACKEND_PORTS, start=1):
         lines.append(f"  {f'backend-{n}':<16} http://{HOST}:{port}/api/menu-items  (/healthz)")

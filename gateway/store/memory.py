@@ -81,5 +81,6 @@ class MemoryStore:
         return len(self._buckets)
 
     def status(self) -> dict[str, Any]:
-        return {"kind": self.kind, "buckets": len(self._buckets), "max_buckets": self._max_keys,
-                "evictions": self.evictions}
+        # In-process: always reachable, never fails; the keys keep /status one shape.
+        return {"kind": self.kind, "reachable": True, "last_error": None, "buckets": len(self._buckets),
+                "max_buckets": self._max_keys, "evictions": self.evictions}

@@ -114,6 +114,9 @@ class RedisStore:
         self._local = MemoryStore(clock=clock) if config.on_error == "local" else None
         self._take_errors = metrics.store_errors("take")
         self._connect_errors = metrics.store_errors("connect")
+        self._last_error: tuple[str, str, float] | None = None
+        """(operation, description, wall-clock time) of the latest failed call, for the
+        status page: the counter says how often, this says what the last one was."""
 
     @property
     def client(self) -> Redis | RedisCluster:
@@ -137,6 +140,7 @@ class RedisStore:
                     await self._client.execute_command("PING")
         except _UNAVAILABLE as exc:
             self._connect_errors.inc()
+            self._last_error = ("connect", _describe(exc), time.time())
             self._circuit.failed()
             log.warning(
                 "store %s is unreachable at start-up (%s); throttling applies on_error=%s until it answers",
@@ -200,6 +204,7 @@ class RedisStore:
 
     def _failed(self, exc: BaseException) -> None:
         self._take_errors.inc()
+        self._last_error = ("take", _describe(exc), time.time())
         was_open = self._circuit.is_open
         self._circuit.failed()
         if not was_open:
@@ -222,9 +227,15 @@ class RedisStore:
             "url": self._url,
             "cluster": self._config.cluster,
             "state": "down" if self._circuit.is_open else "up",
+            "reachable": not self._circuit.is_open,
             "on_error": self._on_error,
             "failures": self._circuit.failures,
+            "last_error": None,
         }
+        if self._last_error is not None:
+            operation, error, at = self._last_error
+            out["last_error"] = {"operation": operation, "error": error, "at": round(at, 3),
+                                 "age_s": round(max(0.0, time.time() - at), 1)}
         if self._local is not None:
             out["local_buckets"] = len(self._local)
         return out

@@ -392,7 +392,7 @@ class Forwarder:
                     if stale and not has_body and method in IDEMPOTENT and stale_retries < 2:
                         stale_retries += 1
                         continue  # the idle connection died under us; the upstream never saw this
-                    upstream.record_failure(target)
+                    upstream.record_failure(target, reason=exc.code)
                     log.info("upstream %s target %s: %s", upstream.name, target.label, exc)
                     raise _Failed(
                         Problem(exc.status, str(exc)),
@@ -405,7 +405,7 @@ class Forwarder:
                 status = head.status
                 metrics.observe_upstream(upstream.name, target.label, str(status), time.perf_counter() - started)
                 if status >= 500:
-                    upstream.record_failure(target)
+                    upstream.record_failure(target, reason=f"HTTP {status}")
                     if retry_on_status and status in _RETRY_STATUSES:
                         self._discard(target, conn, sender)
                         raise _RetryStatus(status)

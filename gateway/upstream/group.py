@@ -31,7 +31,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -41,7 +43,7 @@ from gateway.metrics import Metrics
 from gateway.upstream.balancer import Balancer, Target, make_balancer
 from gateway.upstream.health import ActiveHealthChecker
 
-__all__ = ["Upstream"]
+__all__ = ["Upstream", "Ejection"]
 
 log = logging.getLogger("gateway.upstream")
 
@@ -49,6 +51,19 @@ _BUDGET_FLOOR = 10.0
 """Tokens an upstream may save however few requests are in flight: a quiet upstream
 can still retry a handful of failures at once."""
 _PROBE_INTERVAL = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Ejection:
+    """The latest passive ejection of a target, kept for the status page (why a
+    target left the rotation matters after it is back, too)."""
+
+    reason: str
+    """e.g. ``3 consecutive failures, last: connect_error``."""
+    at: float
+    """Wall-clock time of the ejection (``time.time()``)."""
+    duration: float
+    """``passive.eject_for`` at the time, in seconds."""
 
 
 class Upstream:
@@ -79,6 +94,7 @@ class Upstream:
                 upstream=name, targets=self.targets, config=config.health_check, on_change=self.set_healthy
             )
         self._readmissions: dict[int, asyncio.TimerHandle] = {}
+        self._last_ejection: dict[int, Ejection] = {}
         self._gauges = {t.label: metrics.upstream_target_healthy.labels(name, t.label) for t in self.targets}
         self._retries = metrics.upstream_retries_total.labels(name)
         for gauge in self._gauges.values():
@@ -186,7 +202,9 @@ class Upstream:
         if target.consecutive_failures:
             target.consecutive_failures = 0
 
-    def record_failure(self, target: Target) -> None:
+    def record_failure(self, target: Target, *, reason: str = "failure") -> None:
+        """``reason``: what failed (``connect_error``, ``timeout``, ``HTTP 502``...),
+        named in the ejection record when this failure ejects the target."""
         passive = self._passive
         if passive is None:
             return
@@ -199,6 +217,12 @@ class Upstream:
         target.ejected = True
         target.ejections += 1
         target.ejected_until = loop.time() + passive.eject_for
+        self._last_ejection[id(target)] = Ejection(
+            reason=f"{target.consecutive_failures} consecutive failure{'s' if target.consecutive_failures != 1 else ''}, "
+            f"last: {reason}",
+            at=time.time(),
+            duration=passive.eject_for,
+        )
         log.warning(
             "upstream %s target %s ejected for %ss after %d consecutive failures",
             self.name, target.label, passive.eject_for, target.consecutive_failures,
@@ -215,6 +239,7 @@ class Upstream:
 
     def status(self) -> dict[str, object]:
         loop = asyncio.get_event_loop()
+        now = time.time()
         return {
             "strategy": self.config.strategy,
             "available": len(self.available),
@@ -230,7 +255,23 @@ class Upstream:
                     "in_flight": t.in_flight,
                     "connections": t.pool.size,
                     "idle_connections": t.pool.idle,
+                    "last_check": self._check_status(t, now),
+                    "last_ejection": self._ejection_status(t, now),
                 }
                 for t in self.targets
             ],
         }
+
+    def _check_status(self, target: Target, now: float) -> dict[str, object] | None:
+        result = self._checker.last_result(target) if self._checker is not None else None
+        if result is None:
+            return None
+        return {"ok": result.ok, "result": result.detail, "at": round(result.at, 3),
+                "age_s": round(max(0.0, now - result.at), 1), "took_ms": round(result.took * 1000, 1)}
+
+    def _ejection_status(self, target: Target, now: float) -> dict[str, object] | None:
+        ejection = self._last_ejection.get(id(target))
+        if ejection is None:
+            return None
+        return {"reason": ejection.reason, "at": round(ejection.at, 3),
+                "age_s": round(max(0.0, now - ejection.at), 1), "duration_s": ejection.duration}

@@ -4,13 +4,17 @@ A target turns unhealthy after ``unhealthy_after`` consecutive failed checks (a
 connection error, a timeout, or a status outside 200-399) and healthy again after
 ``healthy_after`` consecutive successes. The checker only reports verdicts through a
 callback; what "unhealthy" means for traffic is the upstream group's business.
+The last check of each target (its result, when, how long it took) is kept for the
+status page: "unhealthy since when, and failing how" is the operator's first question.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import aiohttp
 
@@ -18,9 +22,22 @@ from gateway.background import cancel_and_wait
 from gateway.config.upstream import HealthCheckConfig
 from gateway.upstream.balancer import Target
 
-__all__ = ["ActiveHealthChecker"]
+__all__ = ["ActiveHealthChecker", "CheckResult"]
 
 log = logging.getLogger("gateway.health")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One finished check of one target."""
+
+    ok: bool
+    detail: str
+    """The status code (``200``), ``status 503``, or the error's class name."""
+    at: float
+    """Wall-clock time the check finished (``time.time()``)."""
+    took: float
+    """Seconds from sending the check to its verdict."""
 
 
 class ActiveHealthChecker:
@@ -38,6 +55,7 @@ class ActiveHealthChecker:
         self.on_change = on_change
         self._streaks: dict[int, int] = {id(t): 0 for t in self.targets}
         """Positive: consecutive successes; negative: consecutive failures."""
+        self._last: dict[int, CheckResult] = {}
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -78,9 +96,15 @@ class ActiveHealthChecker:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             return False, type(exc).__name__
 
+    def last_result(self, target: Target) -> CheckResult | None:
+        """The target's latest check, None before the first one has finished."""
+        return self._last.get(id(target))
+
     async def check(self, target: Target) -> None:
+        started = time.perf_counter()
         ok, detail = await self._probe(target)
         key = id(target)
+        self._last[key] = CheckResult(ok=ok, detail=detail, at=time.time(), took=time.perf_counter() - started)
         streak = self._streaks[key]
         streak = max(streak, 0) + 1 if ok else min(streak, 0) - 1
         self._streaks[key] = streak

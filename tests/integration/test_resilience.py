@@ -269,7 +269,12 @@ async def test_admin_token_guards_everything_but_healthz(stub, gateway_factory):
     async with aiohttp.ClientSession() as client:
         async with client.get(gw.admin_url + "/healthz") as resp:
             assert resp.status == 200
-        for path in ("/metrics", "/status", "/readyz", "/"):
+        # The status page's shell is open but holds no data; its data is guarded.
+        async with client.get(gw.admin_url + "/") as resp:
+            assert resp.status == 200 and stub.url not in await resp.text()
+        async with client.post(gw.admin_url + "/") as resp:
+            assert resp.status == 401
+        for path in ("/metrics", "/status", "/readyz", "/status/live"):
             async with client.get(gw.admin_url + path) as resp:
                 assert resp.status == 401, path
             async with client.get(gw.admin_url + path, headers={"Authorization": "Bearer wrong"}) as resp:

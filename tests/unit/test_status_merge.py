@@ -66,3 +66,31 @@ def test_routes_and_other_keys_come_from_the_first_worker_and_inputs_are_untouch
     assert [t["url"] for t in out["upstreams"]["app"]["targets"]] == ["http://a:1", "http://b:2"]
     assert a["upstreams"]["app"]["targets"][0]["in_flight"] == 1
     assert "_available" not in out["upstreams"]["app"]["targets"][0]
+
+
+def test_the_newest_check_and_ejection_of_any_worker_are_shown():
+    old = {"ok": True, "result": "200", "at": 100.0, "age_s": 4.0, "took_ms": 1.0}
+    new = {"ok": False, "result": "status 503", "at": 103.5, "age_s": 0.5, "took_ms": 2.0}
+    ejection = {"reason": "3 consecutive failures, last: reset", "at": 90.0, "age_s": 14.0, "duration_s": 30.0}
+    statuses = [status(target("http://a:1", last_check=old, last_ejection=None)),
+                status(target("http://a:1", last_check=new, last_ejection=ejection))]
+    t = merged_target(statuses, "http://a:1")
+    assert t["last_check"] == new and t["last_ejection"] == ejection
+    none = [status(target("http://a:1", last_check=None)), status(target("http://a:1", last_check=None))]
+    assert merged_target(none, "http://a:1")["last_check"] is None
+
+
+def test_the_store_is_reachable_only_if_every_worker_reaches_it():
+    error = {"operation": "take", "error": "TimeoutError", "at": 50.0, "age_s": 2.0}
+    up = {"kind": "redis", "url": "redis://r:6379/0", "state": "up", "reachable": True, "failures": 1,
+          "last_error": {"operation": "connect", "error": "refused", "at": 1.0, "age_s": 51.0}}
+    down = {"kind": "redis", "url": "redis://r:6379/0", "state": "down", "reachable": False, "failures": 2,
+            "last_error": error}
+    merged = aggregate_status([{**status(target("http://a:1")), "store": up},
+                               {**status(target("http://a:1")), "store": down}])["store"]
+    assert merged["reachable"] is False and merged["state"] == "down"
+    assert merged["failures"] == 3 and merged["last_error"] == error and merged["kind"] == "redis"
+    memory = {"kind": "memory", "reachable": True, "last_error": None, "buckets": 2, "max_buckets": 10, "evictions": 0}
+    both = aggregate_status([{**status(target("http://a:1")), "store": memory},
+                             {**status(target("http://a:1")), "store": {**memory, "buckets": 3}}])["store"]
+    assert both["buckets"] == 5 and both["max_buckets"] == 10 and both["reachable"] is True

@@ -70,6 +70,8 @@ def test_a_flood_of_callers_does_not_grow_memory() -> None:
         store.take_now(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", policy)
     assert len(store) == 1000
     assert store.status()["evictions"] == 19_000
+    # In-process state is always there: the status page shows it reachable, error-free.
+    assert store.status()["reachable"] is True and store.status()["last_error"] is None
 
 
 @pytest.mark.parametrize(("capacity", "rate"), [(0, 1.0), (1, 0.0), (1, -1.0)])

@@ -144,13 +144,20 @@ async def test_redis_coming_back_is_noticed_without_a_restart(make_redis: Callab
     key = fresh_key()
     try:
         assert (await store.take(key, SLOW)).remaining == 2
+        assert store.status()["reachable"] is True and store.status()["last_error"] is None
         server.stop()
         with pytest.raises(StoreUnavailable):
             await store.take(key, SLOW)
+        down = store.status()
+        assert down["reachable"] is False
+        assert down["last_error"]["operation"] == "take" and down["last_error"]["error"]
         restarted = make_redis(port=server.port)  # a new process: empty, no scripts loaded
         await asyncio.sleep(0.35)  # one probe interval
         assert (await store.take(key, SLOW)).remaining == 2  # a fresh bucket, in the new Redis
         assert store.available
+        # Reachable again; the last error stays on show (what happened, and when).
+        assert store.status()["reachable"] is True
+        assert store.status()["last_error"]["error"] == down["last_error"]["error"]
         assert (await store.take(key, SLOW)).remaining == 1
         assert restarted.cli("exists", bucket_key(key).decode()).strip() == "1"
     finally:
@@ -164,6 +171,10 @@ async def test_start_with_redis_down_then_up(make_redis: Callable[..., RedisServ
     await store.start()  # must not raise: the gateway serves with on_error meanwhile
     try:
         assert not store.available and errors(metrics, "connect") == 1
+        shown = store.status()
+        assert shown["reachable"] is False
+        assert shown["last_error"]["operation"] == "connect"
+        assert "ConnectionError" in shown["last_error"]["error"] or "refused" in shown["last_error"]["error"].lower()
         assert (await store.take(fresh_key(), SLOW)).allowed
         make_redis(port=port)
         await asyncio.sleep(0.35)

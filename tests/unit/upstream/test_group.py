@@ -127,3 +127,25 @@ async def test_retries_never_exceed_one_per_request_beyond_the_first_burst(in_fl
             spent += 1
     assert spent - before == 100
     await up.close()
+
+
+async def test_an_ejection_is_recorded_with_its_reason_for_the_status_page():
+    up = upstream(2, passive={"failures": 2, "eject_for": "30s"})
+    a, b = up.targets
+    up.record_failure(a, reason="connect_error")
+    assert up.status()["targets"][0]["last_ejection"] is None
+    up.record_failure(a, reason="HTTP 502")
+    shown = up.status()["targets"][0]["last_ejection"]
+    assert shown["reason"] == "2 consecutive failures, last: HTTP 502"
+    assert shown["duration_s"] == 30.0 and 0 <= shown["age_s"] < 5
+    assert up.status()["targets"][1]["last_ejection"] is None
+    # Kept after readmission: why it left matters once it is back, too.
+    up._readmit(a)
+    assert up.status()["targets"][0]["last_ejection"]["reason"].endswith("HTTP 502")
+    await up.close()
+
+
+async def test_without_active_checks_there_is_no_last_check():
+    up = upstream(1)
+    assert up.status()["targets"][0]["last_check"] is None
+    await up.close()
