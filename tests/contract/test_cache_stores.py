@@ -293,7 +293,10 @@ async def test_a_value_it_did_not_write_is_a_miss(cache_store: CacheStoreUnderTe
     assert isinstance(cache_store.store, RedisCacheStore)
     client = cache_store.store.client
     k = key(cache_store.path("/garbage"))
-    for value in (b"not an entry", b"5\n{\"v\":", b"\x80\x81", b"12\n" + b"{" * 12, b"2\n{}body"):
+    deep = b"200000\n" + b"[" * 100000 + b"]" * 100000
+    huge_status = entry(k.path).to_bytes().replace(b'"s":200', b'"s":1e999')
+    huge_status = b"%d" % (int(huge_status.split(b"\n", 1)[0]) + 4) + huge_status[huge_status.index(b"\n"):]
+    for value in (b"not an entry", b"5\n{\"v\":", b"\x80\x81", b"12\n" + b"{" * 12, b"2\n{}body", deep, huge_status):
         await client.set(entry_key(k), value)
         assert await cache_store.store.get(k) is None
     await client.delete(entry_key(k))

@@ -61,9 +61,25 @@ def test_arbitrary_bytes_are_an_entry_or_refused(data: bytes) -> None:
         pass
 
 
+def _with_head_field(name: str, raw: str) -> bytes:
+    """A well-formed entry whose head field ``name`` is the JSON text ``raw``."""
+    head = (
+        '{"v":1,"s":200,"r":"OK","h":[],"p":"/","t":0.0,"a":0.0,"f":1.0,"swr":0.0,"sie":0.0,'
+        '"mr":false,"e":null,"lm":null,"g":0}'
+    )
+    head = head.replace(f'"{name}":', f'"{name}":{raw},"_was":', 1)
+    return b"%d\n" % len(head) + head.encode()
+
+
 @pytest.mark.parametrize(
     "data",
     [
+        _with_head_field("s", "1e999"),  # json reads inf; int(inf) is an OverflowError
+        _with_head_field("g", "-1e999"),
+        _with_head_field("h", "[[1, 2]]"),
+        _with_head_field("h", '[["caf\u0113", "x"]]'),  # not latin-1
+        _with_head_field("e", "7"),
+        b"200000\n" + b"[" * 100000 + b"]" * 100000,  # nesting deeper than the JSON parser recurses
         b"",
         b"not an entry",
         b"5\n{\"v\":",
