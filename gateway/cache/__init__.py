@@ -33,7 +33,7 @@ def create_cache(config: GatewayConfig, *, metrics: Metrics, generations: Genera
         # Imported here: a gateway on the memory store never loads redis-py.
         from gateway.cache.redis_store import RedisCacheStore
 
-        store = RedisCacheStore(config.store, metrics=metrics)
+        store = RedisCacheStore(config.store, metrics=metrics, max_entry_size=config.cache.max_entry_size)
     else:
         store = MemoryCacheStore(max_memory=config.cache.max_memory, generations=generations, clock=time.time)
     return ResponseCache(store=store, metrics=metrics, max_entry_size=config.cache.max_entry_size, clock=time.time)

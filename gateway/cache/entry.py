@@ -124,5 +124,7 @@ class Entry:
                 last_modified=head["lm"].encode("latin-1") if head["lm"] is not None else None,
                 generation=int(head["g"]),
             )
-        except (ValueError, KeyError, TypeError, AttributeError, UnicodeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeError, OverflowError, RecursionError) as exc:
+            # Overflow: a number json reads as inf where an int belongs; recursion: JSON
+            # nested deeper than the parser goes. Whatever a store holds, it is a miss.
             raise EntryFormatError(f"not a cache entry: {exc}") from None

@@ -1,4 +1,4 @@
-"""``store:``: where shared state (throttle buckets, later cache entries) lives.
+"""``store:``: where shared state (throttle buckets, cache entries) lives.
 
 ``kind: memory`` keeps it in each process: nothing to run, but every worker process
 counts on its own, so with ``server.workers > 1`` a limit is enforced per process

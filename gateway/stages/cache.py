@@ -250,12 +250,15 @@ class CacheStage:
         try:
             store = cache.store
             if store.shared:
+                held_elsewhere = False
                 try:
                     leased = await store.lease(key, self.wait)
+                    held_elsewhere = not leased
                 except CacheStoreError as exc:
+                    # The store is failing: fetch at once, without waiting on it.
                     cache.failed("cache_get", exc)
-                if not leased:
-                    entry = await self._remote_fill(key)
+                if held_elsewhere:
+                    entry, leased = await self._remote_fill(key)
                     if entry is not None:
                         landed = entry
                         self._mark(ex, "miss", "MISS", "gateway; fwd=miss; collapsed")
@@ -270,10 +273,12 @@ class CacheStage:
                 except CacheStoreError as exc:
                     cache.failed("cache_put", exc)
 
-    async def _remote_fill(self, key: CacheKey) -> Entry | None:
-        """Another instance holds the fill lease: wait for its entry (bounded), or give
-        up and fetch ourselves when it never comes (the holder died or the answer was
-        not storable)."""
+    async def _remote_fill(self, key: CacheKey) -> tuple[Entry | None, bool]:
+        """Another instance holds the fill lease: wait for its entry (bounded), or fetch
+        ourselves when it never comes (the holder died, or its answer was not
+        storable). Returns the entry, or None and whether we now hold the lease: the
+        first waiter to find the lease free keeps it and fills for everyone, so the
+        other instances go on waiting for its entry instead of all fetching at once."""
         cache = self.cache
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait
@@ -283,17 +288,16 @@ class CacheStage:
                 entry = await cache.store.get(key)
             except CacheStoreError as exc:
                 cache.failed("cache_get", exc)
-                return None
+                return None, False
             if entry is not None and entry.is_fresh(cache.clock()):
-                return entry
+                return entry, False
             try:
                 if await cache.store.lease(key, self.wait):
-                    await cache.store.release(key)
-                    return None  # the holder is gone: fetch ourselves
+                    return None, True  # the holder is gone: we fill, under our own lease
             except CacheStoreError as exc:
                 cache.failed("cache_get", exc)
-                return None
-        return None
+                return None, False
+        return None, False
 
     async def _fetch(
         self, request: web.BaseRequest, ex: Exchange, key: CacheKey, stale: Entry | None

@@ -3,8 +3,9 @@
 The throttle stage talks to this protocol only, so the memory and Redis stores are
 interchangeable and one contract suite (tests/contract/) holds both to the same
 arithmetic. A store is created once per process by the runtime and shared by every
-route; it is the one place a later cache adds its own operations on the same
-connection, which is why the protocol names a store, not a rate limiter.
+route. The response cache picks its store by the same ``store:`` section but keeps
+its own protocol and connections (``gateway/cache/store.py``, ``redis_store.py``):
+a large cached value must never queue in front of a throttle decision.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ and every gateway instance that shares the Redis.
   (``redis_batch.py``); in a cluster, one batched connection per node.
 
 The redis-py client is created once per process (it does no I/O until used) and
-closed with the store. A later cache adds its own operations on the same client.
+closed with the store. The response cache has a client of its own
+(``gateway/cache/redis_store.py``), so its large values never share these batches.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class RedisStore:
 
     @property
     def client(self) -> Redis | RedisCluster:
-        """The redis-py client (for a later cache, and for tests)."""
+        """The redis-py client (for tests)."""
         return self._client
 
     @property

@@ -4,12 +4,16 @@ same promises (DESIGN: tests/contract/)."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
 
+from gateway.cache.generations import Generations
+from gateway.cache.redis_store import RedisCacheStore
+from gateway.cache.store import CacheStore, MemoryCacheStore
 from gateway.config.store import StoreConfig
 from gateway.metrics import Metrics
 from gateway.store import MemoryStore, Store
@@ -65,3 +69,49 @@ async def bucket_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreUnd
         yield StoreUnderTest(store, asyncio.sleep, False, prefix)
     finally:
         await store.close()
+
+
+@dataclass
+class CacheStoreUnderTest:
+    store: CacheStore
+    name: str
+    """memory, redis or redis-cluster."""
+    prefix: str
+    """A path prefix of this test's own: Redis servers are shared across a session."""
+    server: RedisServer | RedisClusterNodes | None = None
+    config: StoreConfig | None = None
+    """Redis: the store's config, for a second instance on the same server."""
+
+    def path(self, name: str = "") -> str:
+        return f"{self.prefix}{name}"
+
+
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
+async def cache_store(request: pytest.FixtureRequest) -> AsyncIterator[CacheStoreUnderTest]:
+    """One cache store of each kind, on the real clock (expiry is Redis's own TTL)."""
+    prefix = f"/contract-{uuid.uuid4().hex[:12]}"
+    if request.param == "memory":
+        generations = Generations()
+        store: CacheStore = MemoryCacheStore(max_memory=64 * 1024 * 1024, generations=generations, clock=time.time)
+        try:
+            yield CacheStoreUnderTest(store, "memory", prefix)
+        finally:
+            await store.close()
+            generations.close()
+        return
+    server: RedisServer | RedisClusterNodes
+    if request.param == "redis":
+        server = request.getfixturevalue("redis_server")
+        config = StoreConfig(kind="redis", url=server.url, timeout=1.0)
+    else:
+        server = request.getfixturevalue("redis_cluster")
+        config = StoreConfig(kind="redis", url=server.url, cluster=True, timeout=1.0)
+    # A generous timeout: these tests are about the promises, not outages (those have
+    # their own tests, with their own servers), and the machine may be busy.
+    redis_store = RedisCacheStore(config, metrics=Metrics())
+    await redis_store.start()
+    assert redis_store.available, f"{request.param} did not answer"
+    try:
+        yield CacheStoreUnderTest(redis_store, request.param, prefix, server, config)
+    finally:
+        await redis_store.close()
