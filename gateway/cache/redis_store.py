@@ -96,7 +96,7 @@ from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from gateway.cache.entry import Entry, EntryFormatError
 from gateway.cache.key import CacheKey
-from gateway.cache.store import CacheStoreError, under_prefix
+from gateway.cache.store import CacheStoreDown, CacheStoreError, under_prefix
 from gateway.config.store import StoreConfig, redacted_url
 from gateway.metrics import Metrics
 from gateway.store.circuit import PROBE_INTERVAL, Circuit
@@ -281,7 +281,7 @@ class RedisCacheStore:
         an operator's purge is tried even while it is open)."""
         circuit = self._circuit
         if not circuit.allows() and not force:
-            raise CacheStoreError(f"the cache store {self._url} is down (next probe in {circuit.retry_after():.2f}s)")
+            raise CacheStoreDown(f"the cache store {self._url} is down (next probe in {circuit.retry_after():.2f}s)")
         try:
             async with asyncio.timeout(bound):
                 result = await command(*args)

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from gateway.cache.coalescing import Coalescer
-from gateway.cache.store import CacheStore, CacheStoreError
+from gateway.cache.store import CacheStore, CacheStoreDown, CacheStoreError
 from gateway.exchange import Exchange
 from gateway.metrics import Metrics
 from gateway.path import PathError, normalise_path
@@ -109,7 +109,8 @@ class ResponseCache:
         task.add_done_callback(self._background.discard)
 
     def failed(self, operation: str, exc: BaseException) -> None:
-        self._errors[operation].inc()
+        if not isinstance(exc, CacheStoreDown):
+            self._errors[operation].inc()
         log.debug("cache store %s failed: %s", operation, exc)
 
     def stored(self) -> None:

@@ -16,12 +16,18 @@ from gateway.cache.entry import Entry
 from gateway.cache.generations import Generations
 from gateway.cache.key import CacheKey
 
-__all__ = ["CacheStore", "CacheStoreError", "MemoryCacheStore", "under_prefix"]
+__all__ = ["CacheStore", "CacheStoreDown", "CacheStoreError", "MemoryCacheStore", "under_prefix"]
 
 
 class CacheStoreError(Exception):
     """A shared store could not answer (down, timed out, refused). The cache then
     passes requests through (counted in ``gateway_store_errors_total``), never 5xx."""
+
+
+class CacheStoreDown(CacheStoreError):
+    """Refused at once because the store's circuit is open: the failure that opened
+    it was counted; these are not (one count per probe, like the throttle store's),
+    so a short outage on a busy gateway does not look like thousands of errors."""
 
 
 def under_prefix(path: str, prefix: str) -> bool:

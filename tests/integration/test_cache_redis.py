@@ -169,9 +169,12 @@ async def test_redis_stopped_makes_the_cache_a_pass_through(
             assert response.status == 201  # the write goes through; its invalidation is counted as failed
         async with session.get(a.url + "/menu", headers={"Host": HOST}) as response:
             assert response.headers["Cache-Status"] == "gateway; fwd=bypass; detail=store-unavailable"
+        # Counted once per probe of the open circuit, not once per request (a short
+        # outage on a busy gateway must not look like thousands of errors).
         for gw in (a, b):
-            assert await metric(session, gw, "gateway_store_errors_total", operation="cache_get") >= 5
-        assert await metric(session, a, "gateway_store_errors_total", operation="cache_invalidate") == 1
+            errors = await metric(session, gw, "gateway_store_errors_total", operation="cache_get")
+            assert 1 <= errors <= 3, errors
+        assert await metric(session, a, "gateway_store_errors_total", operation="cache_invalidate") <= 1
         assert await metric(session, a, "gateway_cache_requests_total", route="main", result="bypass") >= 6
         async with session.get(a.admin_url + "/status") as response:
             assert (await response.json())["cache"]["state"] == "down"
