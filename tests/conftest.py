@@ -1,13 +1,34 @@
-"""Fixtures shared by every test layer: real Redis servers (tests/redis_server.py)."""
+"""Fixtures shared by every test layer: real Redis servers (tests/redis_server.py),
+and the Hypothesis profiles (``HYPOTHESIS_PROFILE=long`` for a long exploration)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
 
 from tests.redis_server import RedisClusterNodes, RedisServer
+
+# Property tests here drive real processes over loopback, so no per-example deadline.
+# "default" is derandomized without a database: CI and every laptop run the same
+# examples, and a failure reproduces from the printed example alone. "long" draws fresh
+# examples on every run and keeps failures in .hypothesis/ to replay them. Tests that
+# set max_examples themselves keep their own count under either profile. "default"
+# skips the explain phase: it reruns failing examples, and against a gateway that hangs
+# on them that is minutes for a note the failure message does not need.
+settings.register_profile(
+    "default",
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[phase for phase in Phase if phase is not Phase.explain],
+)
+settings.register_profile("long", max_examples=5000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")
