@@ -113,6 +113,12 @@ class EdgeHandler:
         if "Authorization" in headers and len(headers.getall("Authorization")) > 1:
             # Which one would the backend believe? Refuse rather than guess (SPEC §4a).
             raise Problem(400, "more than one Authorization header")
+        codings = headers.getall("Transfer-Encoding", ())
+        if codings and (len(codings) > 1 or codings[0].strip().lower() != "chunked"):
+            # llhttp accepts "gzip, chunked"; the forwarder re-frames the body as plain
+            # chunked, so the upstream would read coded bytes as the body. Only chunked
+            # alone crosses (RFC 9112 §6.1 lets a server refuse other codings).
+            raise Problem(400, "Transfer-Encoding other than chunked is not accepted", close=True)
         length = request.content_length
         if length is not None and length > runtime.max_body_size:
             raise Problem(413, f"request body exceeds {runtime.max_body_size} bytes")

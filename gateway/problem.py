@@ -43,17 +43,26 @@ class Problem(Exception):
     """Raised by any stage to answer the client with a problem document."""
 
     def __init__(
-        self, status: int, detail: str, *, headers: Mapping[str, str] | None = None, title: str | None = None
+        self,
+        status: int,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        title: str | None = None,
+        close: bool = False,
     ) -> None:
+        """``close``: end the connection after answering (the request's framing cannot
+        be trusted, so nothing after it on the connection can be either)."""
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.headers = headers
         self.title = title
+        self.close = close
 
     def response(self) -> web.Response:
         response = problem_response(self.status, self.detail, headers=self.headers, title=self.title)
-        if self.status in _CLOSE_AFTER:
+        if self.close or self.status in _CLOSE_AFTER:
             # The client may still be sending a body we will not read: end the connection
             # rather than parse the rest of it as a next request.
             response.force_close()

@@ -310,6 +310,9 @@ class UpstreamConnection(asyncio.Protocol):
             self._parser = httptools.HttpResponseParser(self)
         self._expecting = True
         self._head_waiter = self._loop.create_future()
+        # The upstream may fail it while nobody awaits it any more (the request already
+        # ended another way): that is not an error worth a "never retrieved" log line.
+        self._head_waiter.add_done_callback(_retrieve)
         self._headers = []
         self._header_bytes = 0
         self._head = None
@@ -382,6 +385,11 @@ class UpstreamConnection(asyncio.Protocol):
             finally:
                 timer.cancel()
                 self._body_waiter = None
+
+
+def _retrieve(future: asyncio.Future[ResponseHead]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _expire(waiter: asyncio.Future[object]) -> None:
