@@ -11,8 +11,8 @@ round-robin over the instances it considers endpoints.
   the others; a client still aiming at it fails to connect (safe to retry
   elsewhere), never gets a reset or a 5xx after being accepted.
 
-The third promise of the issue, a cache entry filled by one instance being a hit on
-the others, waits for the cache, which is not built yet.
+- One cache: an entry filled through one instance is a hit through the others, and
+  a write through any instance invalidates it for all of them.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def start_instances(pods: PodGateways, stub: StubUpstream, redis_server: RedisSe
     routes = [
         {"name": "limited", "match": {"path": "/limited"}, "upstream": "app", "throttle": {"anonymous": "10/minute"}},
         {"name": "slow", "match": {"path": "/slow"}, "upstream": "app", "throttle": False},
+        {"name": "menu", "match": {"path": "/menu"}, "upstream": "app", "throttle": False, "cache": {"ttl": "1h"}},
     ]
     # The pod's store, with a longer bound per Redis call: on a loaded test machine a
     # 50 ms timeout can pass, and the fallback to each process's own buckets
@@ -102,6 +103,33 @@ async def test_a_throttle_limit_is_exact_across_instances(
     # Each instance refused some: none counted on its own (each would have let 10 through).
     assert all(any(g is gateway and s == 429 for g, s in answers) for gateway in gateways)
     assert throttled == 30
+
+
+async def test_an_entry_filled_through_one_instance_is_a_hit_on_the_others(
+    pods: PodGateways, make_stub: Callable[..., Awaitable[StubUpstream]], make_redis: Callable[[], RedisServer]
+) -> None:
+    stub = await make_stub()
+    gateways = start_instances(pods, stub, make_redis())
+    host = {"Host": "menu.example"}  # the host is in the key: every instance must see the same one
+
+    async def x_cache(session: aiohttp.ClientSession, gateway: GatewayProcess) -> str:
+        async with session.get(gateway.url + "/menu?page=1", headers=host) as response:
+            assert response.status == 200
+            await response.read()
+            return response.headers["X-Cache"]
+
+    def upstream_reads() -> int:
+        return len([r for r in stub.requests if r["method"] == "GET" and r["path_qs"] == "/menu?page=1"])
+
+    async with aiohttp.ClientSession() as session:
+        assert await x_cache(session, gateways[0]) == "MISS"
+        assert [await x_cache(session, g) for g in gateways] == ["HIT"] * INSTANCES
+        assert upstream_reads() == 1
+        async with session.post(gateways[2].url + "/menu", headers=host, data=b"{}") as response:
+            assert response.status == 200
+        assert await x_cache(session, gateways[1]) == "MISS"  # invalidated for every instance
+        assert [await x_cache(session, g) for g in gateways] == ["HIT"] * INSTANCES
+    assert upstream_reads() == 2
 
 
 @dataclass
