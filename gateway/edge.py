@@ -93,6 +93,7 @@ class EdgeHandler:
                     "status": response.status,
                     "duration_ms": round(elapsed * 1000, 3),
                     "upstream": ex.target,
+                    "cache": ex.cache_status,
                     "worker": self._pid,
                 }
             )
