@@ -32,6 +32,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Sequence
+from typing import Any
 from email.utils import parsedate_to_datetime
 
 from aiohttp import web
@@ -105,6 +106,30 @@ def _initial_age(headers: Sequence[tuple[bytes, bytes]], sent_at: float, now: fl
     apparent_age = max(0.0, now - date_value) if date_value is not None else 0.0
     corrected_age_value = age_value + max(0.0, now - sent_at)
     return max(apparent_age, corrected_age_value)
+
+
+def _freshness_fields(
+    headers: tuple[tuple[bytes, bytes], ...],
+    head: ResponseHead,
+    sent_at: float,
+    now: float,
+    freshness: Freshness,
+    generation: int,
+) -> dict[str, Any]:
+    """What a new answer (or a 304 freshening an entry) sets on an :class:`Entry`:
+    the headers kept, its age and freshness now, its validators, the generation."""
+    return {
+        "headers": headers,
+        "response_time": now,
+        "initial_age": _initial_age(head.headers, sent_at, now),
+        "fresh_for": freshness.fresh_for,
+        "stale_while_revalidate": freshness.stale_while_revalidate,
+        "stale_if_error": freshness.stale_if_error,
+        "must_revalidate": freshness.must_revalidate,
+        "etag": _header(headers, b"etag"),
+        "last_modified": _header(headers, b"last-modified"),
+        "generation": generation,
+    }
 
 
 def _etags(value: str) -> list[str]:
@@ -408,18 +433,9 @@ class CacheStage:
         return Entry(
             status=head.status,
             reason=head.reason,
-            headers=headers,
             body=body,
             path=path,
-            response_time=now,
-            initial_age=_initial_age(head.headers, sent_at, now),
-            fresh_for=freshness.fresh_for,
-            stale_while_revalidate=freshness.stale_while_revalidate,
-            stale_if_error=freshness.stale_if_error,
-            must_revalidate=freshness.must_revalidate,
-            etag=_header(headers, b"etag"),
-            last_modified=_header(headers, b"last-modified"),
-            generation=generation,
+            **_freshness_fields(headers, head, sent_at, now, freshness, generation),
         )
 
     def _freshened(
@@ -436,18 +452,7 @@ class CacheStage:
         if not isinstance(verdict, Freshness):
             return None
         return dataclasses.replace(
-            stale,
-            headers=headers,
-            response_time=now,
-            initial_age=_initial_age(head.headers, sent_at, now),
-            fresh_for=verdict.fresh_for,
-            stale_while_revalidate=verdict.stale_while_revalidate,
-            stale_if_error=verdict.stale_if_error,
-            must_revalidate=verdict.must_revalidate,
-            etag=_header(headers, b"etag"),
-            last_modified=_header(headers, b"last-modified"),
-            generation=generation,
-            size=0,
+            stale, size=0, **_freshness_fields(headers, head, sent_at, now, verdict, generation)
         )
 
     # -- stale-while-revalidate -------------------------------------------------------------
