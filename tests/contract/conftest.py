@@ -4,6 +4,7 @@ same promises (DESIGN: tests/contract/)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -89,6 +90,20 @@ class CacheStoreUnderTest:
 @pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def cache_store(request: pytest.FixtureRequest) -> AsyncIterator[CacheStoreUnderTest]:
     """One cache store of each kind, on the real clock (expiry is Redis's own TTL)."""
+    async with _cache_store(request) as store:
+        yield store
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+async def shared_cache_store(request: pytest.FixtureRequest) -> AsyncIterator[CacheStoreUnderTest]:
+    """The stores every gateway instance shares (the memory store is per process, so
+    the promises about sharing are not asked of it: not skipped, not generated)."""
+    async with _cache_store(request) as store:
+        yield store
+
+
+@contextlib.asynccontextmanager
+async def _cache_store(request: pytest.FixtureRequest) -> AsyncIterator[CacheStoreUnderTest]:
     prefix = f"/contract-{uuid.uuid4().hex[:12]}"
     if request.param == "memory":
         generations = Generations()

@@ -227,13 +227,8 @@ def second_instance(s: CacheStoreUnderTest) -> RedisCacheStore:
     return RedisCacheStore(s.config, metrics=Metrics())
 
 
-def shared_only(s: CacheStoreUnderTest) -> None:
-    if not s.store.shared:
-        pytest.skip("the memory store is per process: nothing to share")
-
-
-async def test_instances_share_entries_invalidations_and_purges(cache_store: CacheStoreUnderTest) -> None:
-    shared_only(cache_store)
+async def test_instances_share_entries_invalidations_and_purges(shared_cache_store: CacheStoreUnderTest) -> None:
+    cache_store = shared_cache_store
     other = second_instance(cache_store)
     await other.start()
     try:
@@ -249,8 +244,8 @@ async def test_instances_share_entries_invalidations_and_purges(cache_store: Cac
         await other.close()
 
 
-async def test_a_lease_is_released_only_by_its_holder(cache_store: CacheStoreUnderTest) -> None:
-    shared_only(cache_store)
+async def test_a_lease_is_released_only_by_its_holder(shared_cache_store: CacheStoreUnderTest) -> None:
+    cache_store = shared_cache_store
     other = second_instance(cache_store)
     await other.start()
     store = cache_store.store
@@ -270,8 +265,8 @@ async def test_a_lease_is_released_only_by_its_holder(cache_store: CacheStoreUnd
         await other.close()
 
 
-async def test_keys_share_one_slot_and_carry_ttls(cache_store: CacheStoreUnderTest) -> None:
-    shared_only(cache_store)
+async def test_keys_share_one_slot_and_carry_ttls(shared_cache_store: CacheStoreUnderTest) -> None:
+    cache_store = shared_cache_store
     assert isinstance(cache_store.store, RedisCacheStore)
     client = cache_store.store.client
     k = key(cache_store.path("/ttl"))
@@ -288,8 +283,8 @@ async def test_keys_share_one_slot_and_carry_ttls(cache_store: CacheStoreUnderTe
     assert generation_ttl > entry_ttl
 
 
-async def test_a_value_it_did_not_write_is_a_miss(cache_store: CacheStoreUnderTest) -> None:
-    shared_only(cache_store)
+async def test_a_value_it_did_not_write_is_a_miss(shared_cache_store: CacheStoreUnderTest) -> None:
+    cache_store = shared_cache_store
     assert isinstance(cache_store.store, RedisCacheStore)
     client = cache_store.store.client
     k = key(cache_store.path("/garbage"))
