@@ -31,3 +31,20 @@ def test_invalidated_paths(path: str, host: str | None, locations: list[bytes], 
     found = invalidated_paths(path, host, locations)
     assert set(found) == paths
     assert len(found) == len(set(found))
+
+
+@pytest.mark.parametrize(
+    ("host", "forwarded_host", "location", "invalidated"),
+    [
+        # Behind a trusted proxy: the public name the upstream was told is our origin too.
+        ("gw.internal", "pub.example", b"https://pub.example/items/9", True),
+        ("gw.internal", "PUB.example", b"https://pub.example/items/9", True),
+        ("gw.internal", "pub.example", b"http://gw.internal/items/9", True),
+        ("gw.internal", "pub.example", b"https://evil.example/items/9", False),
+        (None, "pub.example", b"https://pub.example/items/9", True),
+        (None, None, b"https://pub.example/items/9", False),
+    ],
+)
+def test_a_location_on_the_forwarded_host_is_same_origin(host, forwarded_host, location: bytes, invalidated: bool) -> None:
+    found = invalidated_paths("/items", host, [location], forwarded_host)
+    assert ("/items/9" in found) is invalidated
