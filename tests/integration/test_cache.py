@@ -33,7 +33,6 @@ from tests.integration.gateway_process import GatewayProcess, free_port
 from tests.jwt_keys import HS_SECRET, base_claims, hs_token
 
 ADMIN_TOKEN = "cache-admin-token"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def bearer(subject: str, *, secret: str = HS_SECRET) -> dict[str, str]:
@@ -144,6 +143,11 @@ class Origin:
 def reply(status: int = 200, body: str | bytes = "", headers: dict[str, str] | None = None) -> web.Response:
     data = body.encode() if isinstance(body, str) else body
     return web.Response(status=status, body=data if status not in (204, 304) else None, headers=headers)
+
+
+async def _async(value: Any) -> Any:
+    """A ready value as an awaitable: lets a one-line handler be a lambda."""
+    return value
 
 
 async def wait_until(condition: Callable[[], bool], *, timeout: float = 10.0, what: str = "condition") -> None:
@@ -356,10 +360,6 @@ async def test_age_counts_what_the_origin_said_it_already_was(gw, origin) -> Non
     assert hit.headers.getall("Age") == [hit.headers["Age"]]  # one Age, the gateway's
     # ... and so shortens what is left of the route's ttl.
     assert 20 <= int(hit.cache_status.rsplit("ttl=", 1)[1]) <= 23
-
-
-async def _async(value: Any) -> Any:
-    return value
 
 
 async def test_every_answer_of_a_cached_route_says_x_cache_and_uncached_routes_never(gw, origin) -> None:
