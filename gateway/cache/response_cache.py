@@ -33,6 +33,7 @@ from gateway.exchange import Exchange
 from gateway.metrics import Metrics
 from gateway.path import PathError, normalise_path
 from gateway.upstream.connection import ResponseHead
+from gateway.upstream.forwarder import forwarded_host_proto
 
 __all__ = ["ResponseCache", "invalidated_paths"]
 
@@ -51,8 +52,15 @@ def _parent(path: str) -> str | None:
     return bare.rsplit("/", 1)[0] or "/"
 
 
-def invalidated_paths(path: str, host: str | None, locations: list[bytes]) -> list[str]:
-    """The paths a successful write to ``path`` makes stale (see the module doc)."""
+def invalidated_paths(
+    path: str, host: str | None, locations: list[bytes], forwarded_host: str | None = None
+) -> list[str]:
+    """The paths a successful write to ``path`` makes stale (see the module doc).
+
+    A ``Location`` is same-origin when it names the request's ``host`` or the
+    ``forwarded_host`` the upstream was told (a trusted proxy's public name, which
+    is what the entries are keyed on and what a backend writes its links with)."""
+    origins = {name.lower() for name in (host, forwarded_host) if name}
     paths: list[str] = []
     for base in (path, _parent(path)):
         if base is not None:
@@ -64,7 +72,7 @@ def invalidated_paths(path: str, host: str | None, locations: list[bytes]) -> li
             continue
         if parts.scheme or parts.netloc:
             # Same origin only (RFC 9111 §4.4): another host's entries are not ours to drop.
-            if parts.scheme not in ("http", "https") or host is None or parts.netloc.lower() != host.lower():
+            if parts.scheme not in ("http", "https") or parts.netloc.lower() not in origins:
                 continue
         if not parts.path.startswith("/"):
             continue
@@ -120,7 +128,8 @@ class ResponseCache:
 
     async def on_write(self, request: web.BaseRequest, ex: Exchange, head: ResponseHead) -> None:
         locations = [v for n, v in head.headers if n.lower() in (b"location", b"content-location")]
-        paths = invalidated_paths(ex.path, request.headers.get("Host"), locations)
+        forwarded_host, _ = forwarded_host_proto(request, ex)
+        paths = invalidated_paths(ex.path, request.headers.get("Host"), locations, forwarded_host)
         try:
             await self.store.invalidate(paths)
         except CacheStoreError as exc:

@@ -138,7 +138,11 @@ def _etags(value: str) -> list[str]:
 
 def _not_modified(request: web.BaseRequest, entry: Entry) -> bool:
     """The client's own validators match the entry (RFC 9110 §13.1.2/§13.1.3; weak
-    comparison for If-None-Match, which takes precedence over If-Modified-Since)."""
+    comparison for If-None-Match, which takes precedence over If-Modified-Since).
+    Only a 2xx entry is ever "not modified": preconditions are ignored for any other
+    answer (RFC 9110 §13.2.1), and Django puts ETags on its 404s too."""
+    if not 200 <= entry.status < 300:
+        return False
     headers = request.headers
     if_none_match = headers.get("If-None-Match")
     if if_none_match is not None:

@@ -1,0 +1,53 @@
+"""The cache stage's own decisions that need no upstream: a client's preconditions
+against a stored entry."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from multidict import CIMultiDict
+
+from gateway.cache.entry import Entry
+from gateway.stages.cache import _not_modified
+
+LAST_MODIFIED = b"Wed, 01 Jan 2025 00:00:00 GMT"
+
+
+def entry(status: int = 200, etag: bytes | None = b'"v1"', last_modified: bytes | None = LAST_MODIFIED) -> Entry:
+    return Entry(
+        status=status, reason="", headers=(), body=b"x", path="/", response_time=0.0, initial_age=0.0,
+        fresh_for=60.0, etag=etag, last_modified=last_modified,
+    )
+
+
+def request(**headers: str):
+    return SimpleNamespace(headers=CIMultiDict({k.replace("_", "-"): v for k, v in headers.items()}))
+
+
+@pytest.mark.parametrize(
+    ("headers", "stored", "not_modified"),
+    [
+        ({}, entry(), False),
+        ({"If_None_Match": '"v1"'}, entry(), True),
+        ({"If_None_Match": 'W/"v1"'}, entry(), True),
+        ({"If_None_Match": '"v1"'}, entry(etag=b'W/"v1"'), True),
+        ({"If_None_Match": '"a", "v1"'}, entry(), True),
+        ({"If_None_Match": "*"}, entry(), True),
+        ({"If_None_Match": '"v2"'}, entry(), False),
+        ({"If_None_Match": '"v1"'}, entry(etag=None), False),
+        ({"If_Modified_Since": "Wed, 01 Jan 2025 00:00:00 GMT"}, entry(), True),
+        ({"If_Modified_Since": "Tue, 31 Dec 2024 23:59:59 GMT"}, entry(), False),
+        ({"If_Modified_Since": "garbage"}, entry(), False),
+        ({"If_Modified_Since": "Wed, 01 Jan 2025 00:00:00 GMT"}, entry(last_modified=None), False),
+        # If-None-Match decides alone when present.
+        ({"If_None_Match": '"v2"', "If_Modified_Since": "Thu, 02 Jan 2025 00:00:00 GMT"}, entry(), False),
+        # Only a 2xx answer is ever "not modified" (RFC 9110 §13.2.1).
+        ({"If_None_Match": '"v1"'}, entry(status=203), True),
+        ({"If_None_Match": '"v1"'}, entry(status=404), False),
+        ({"If_None_Match": "*"}, entry(status=410), False),
+        ({"If_Modified_Since": "Wed, 01 Jan 2025 00:00:00 GMT"}, entry(status=301), False),
+    ],
+)
+def test_not_modified(headers: dict[str, str], stored: Entry, not_modified: bool) -> None:
+    assert _not_modified(request(**headers), stored) is not_modified
