@@ -75,6 +75,7 @@ class EdgeHandler:
             response.headers["X-Request-ID"] = request_id
             if ex.cache_status is None and ex.route is not None and ex.route.cached:
                 # Refused before the cache stage (401, 403, 429...): not from the cache.
+                ex.route.cache_bypass.inc()
                 ex.extra_response_headers.append(("X-Cache", "BYPASS"))
                 ex.extra_response_headers.append(("Cache-Status", "gateway; fwd=bypass"))
             if ex.extra_response_headers:

@@ -70,6 +70,12 @@ GATEWAY_SET = frozenset(
         "x-http-method-override",
         "x-http-method",
         "x-method-override",
+        # Path overrides, for the same reason about the path: IIS URL Rewrite and some
+        # PHP frameworks serve X-Original-URL / X-Rewrite-URL instead of the request
+        # line, which would bypass routing and the firewall, and poison cached entries
+        # keyed on the real path.
+        "x-original-url",
+        "x-rewrite-url",
     }
 )
 

@@ -32,6 +32,9 @@ class CompiledRoute:
     cached: bool = False
     """The route has ``cache``: every answer carries X-Cache (the edge marks refusals
     made before the cache stage ``BYPASS``)."""
+    cache_bypass: Any = None
+    """The route's ``gateway_cache_requests_total{result="bypass"}`` child, which the
+    edge counts those refusals in (bound when the chain is built)."""
     state: dict[str, Any] = field(default_factory=dict)
 
 

@@ -131,6 +131,8 @@ class Runtime:
                 route.config, deps, registry, forwarders[route.name]
             )
             route.cached = route.config.cache is not None
+            if route.cached:
+                route.cache_bypass = metrics.cache_results(route.name)["bypass"]
 
     async def start(self) -> None:
         for name in self._created:

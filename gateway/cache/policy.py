@@ -23,7 +23,8 @@ those variants apart); a freshness lifetime above zero. The lifetime is the rout
 ``ttl`` shortened by the origin's ``s-maxage`` (else ``max-age``, else ``Expires``).
 Stale windows are the longer of the route's and the origin's
 (``stale-while-revalidate=N``, ``stale-if-error=N``), and none at all with
-``must-revalidate`` or ``proxy-revalidate``.
+``must-revalidate``, ``proxy-revalidate`` or ``s-maxage`` (which implies
+proxy-revalidate for a shared cache, RFC 9111 §5.2.2.10).
 """
 
 from __future__ import annotations
@@ -121,7 +122,9 @@ class RoutePolicy:
             fresh_for = min(fresh_for, (expiry - (base or now)) if expiry is not None else 0.0)
         if fresh_for <= 0:
             return "expired"
-        if directives.must_revalidate:
+        if directives.must_revalidate or directives.s_maxage is not None:
+            # RFC 9111 §5.2.2.10: s-maxage carries proxy-revalidate's meaning for a
+            # shared cache: once stale, never served without asking the origin.
             return Freshness(fresh_for, 0.0, 0.0, True)
         return Freshness(
             fresh_for,

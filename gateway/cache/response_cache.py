@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,7 +29,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from gateway.cache.coalescing import Coalescer
-from gateway.cache.store import CacheStore, CacheStoreDown, CacheStoreError
+from gateway.cache.store import CacheStore, CacheStoreDown, CacheStoreError, under_prefix
 from gateway.exchange import Exchange
 from gateway.metrics import Metrics
 from gateway.path import PathError, normalise_path
@@ -38,6 +39,8 @@ from gateway.upstream.forwarder import forwarded_host_proto
 __all__ = ["ResponseCache", "invalidated_paths"]
 
 log = logging.getLogger("gateway.cache")
+
+_PURGES_KEPT = 64
 
 
 def _variants(path: str) -> list[str]:
@@ -93,6 +96,9 @@ class ResponseCache:
         self.coalescer = Coalescer()
         self.refreshing: set[bytes] = set()
         """Variants with a background refresh in flight in this process."""
+        self._purges: deque[tuple[float, str | None, bool]] = deque(maxlen=_PURGES_KEPT)
+        """Recent purges (wall-clock time, path or prefix or None for all, exact path):
+        a fill whose request was sent before one of them must not store what it fetched."""
         self._background: set[asyncio.Task[Any]] = set()
         self._bytes = metrics.cache_bytes
         self._invalidations = {
@@ -137,7 +143,17 @@ class ResponseCache:
             return
         self._invalidations["write"].inc()
 
+    def purged_since(self, path: str, sent_at: float) -> bool:
+        for when, scope, exact in reversed(self._purges):
+            if when < sent_at:
+                return False
+            if scope is None or (path == scope if exact else under_prefix(path, scope)):
+                return True
+        return False
+
     async def purge(self, *, path: str | None = None, prefix: str | None = None, everything: bool = False) -> int | None:
+        # Recorded first: a fill in flight now fetched what the purge is meant to drop.
+        self._purges.append((self.clock(), None if everything else (prefix if prefix is not None else path), path is not None))
         count = await self.store.purge(path=path, prefix=prefix, everything=everything)
         self._invalidations["purge"].inc()
         self.stored()

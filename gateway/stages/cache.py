@@ -99,11 +99,13 @@ def _http_date(value: bytes | str | None) -> float | None:
 
 
 def _initial_age(headers: Sequence[tuple[bytes, bytes]], sent_at: float, now: float) -> float:
-    """RFC 9111 §4.2.3 ``corrected_initial_age``."""
+    """RFC 9111 §4.2.3 ``corrected_initial_age``. ``Date`` has a resolution of one
+    second, so up to a second of apparent age is only its rounding: it is not counted
+    (else a 1 s ttl would be spent before the answer is stored)."""
     age_header = _header(headers, b"age")
     age_value = float(int(age_header)) if age_header is not None and age_header.strip().isdigit() else 0.0
     date_value = _http_date(_header(headers, b"date"))
-    apparent_age = max(0.0, now - date_value) if date_value is not None else 0.0
+    apparent_age = max(0.0, now - date_value - 1.0) if date_value is not None else 0.0
     corrected_age_value = age_value + max(0.0, now - sent_at)
     return max(apparent_age, corrected_age_value)
 
@@ -204,10 +206,31 @@ class CacheStage:
                 self._mark(ex, "stale", "STALE", f"gateway; fwd=stale; ttl={ttl}")
                 return self._answer(request, entry, now)
         if method == "HEAD":
-            # A HEAD miss is forwarded as it is and never stores a body-less entry.
+            # A HEAD miss is forwarded as it is and never stores a body-less entry; an
+            # expired entry may still answer it while the upstream fails.
+            if entry is not None and entry.stale_if_error and not entry.must_revalidate:
+                return await self._head_or_stale(request, ex, entry)
             self._mark(ex, "miss", "MISS", "gateway; fwd=miss")
             return await handler(request)
         return await self._fill(request, ex, key, entry)
+
+    async def _head_or_stale(self, request: web.BaseRequest, ex: Exchange, stale: Entry) -> web.StreamResponse:
+        forwarder = self.forwarder
+        try:
+            result = await forwarder.fetch(request, ex)
+        except Problem as problem:
+            if self._stale_on_error(stale, problem.status):
+                return self._serve_stale(request, ex, stale, f"fwd-status={problem.status}")
+            self._mark(ex, "miss", "MISS", "gateway; fwd=miss")
+            raise
+        try:
+            status = result.head.status
+            if status in _UPSTREAM_FAILED and self._stale_on_error(stale, status):
+                return self._serve_stale(request, ex, stale, f"fwd-status={status}")
+            self._mark(ex, "miss", "MISS", "gateway; fwd=miss")
+            return await forwarder.render(request, ex, result)
+        finally:
+            forwarder.finish(result)
 
     def _bypass_reason(self, request: web.BaseRequest, ex: Exchange) -> str | None:
         headers = request.headers
@@ -243,8 +266,14 @@ class CacheStage:
         ex.extra_response_headers.append(("X-Cache", x_cache))
         ex.extra_response_headers.append(("Cache-Status", cache_status))
 
-    def _answer(self, request: web.BaseRequest, entry: Entry, now: float) -> web.StreamResponse:
-        """An answer made from an entry: the stored head and body in one write."""
+    def _answer(
+        self, request: web.BaseRequest, entry: Entry, now: float, *, fresh_from: ResponseHead | None = None
+    ) -> web.StreamResponse:
+        """An answer made from an entry: the stored head and body in one write.
+
+        ``fresh_from``: the entry was just made from this upstream answer, which this
+        request itself fetched: it carries no ``Age`` of ours (RFC 9111 §5.1: an Age
+        says the origin was not asked for this request), only the upstream's own."""
         if _not_modified(request, entry):
             headers = tuple((n, v) for n, v in entry.headers if n.lower() in _NOT_MODIFIED_HEADERS)
             response = RawResponse(status=304, reason="Not Modified", raw_headers=headers, body=b"", with_length=False)
@@ -257,7 +286,12 @@ class CacheStage:
                 send_body=request.method != "HEAD",
                 with_length=entry.status != 204,
             )
-        response.headers["Age"] = str(int(entry.age(now)))
+        if fresh_from is None:
+            response.headers["Age"] = str(int(entry.age(now)))
+        else:
+            upstream_age = _header(fresh_from.headers, b"age")
+            if upstream_age is not None:
+                response.headers["Age"] = upstream_age.decode("latin-1")
         return response
 
     # -- misses ---------------------------------------------------------------------------
@@ -355,7 +389,7 @@ class CacheStage:
             if stale is not None and conditional and head.status == 304:
                 entry = self._freshened(stale, head, sent_at, now, generation)
                 if entry is not None:
-                    await self._put(key, entry, now)
+                    await self._put(key, entry, now, sent_at)
                     self._mark(ex, "hit", "HIT", "gateway; fwd=stale; fwd-status=304; stored")
                     return self._answer(request, entry, now), entry
                 self._mark(ex, "miss", "MISS", "gateway; fwd=stale; fwd-status=304")
@@ -370,18 +404,26 @@ class CacheStage:
                 self._mark(ex, "miss", "MISS", f"gateway; fwd=miss; detail={verdict}")
                 return await forwarder.render(request, ex, result), None
             limit = cache.max_entry_size
-            length = head.content_length
-            known = result.conn.body_ready() or (length is not None and not head.chunked)
-            fits = known and (length if length is not None else 0) <= limit
-            self._mark(ex, "miss", "MISS", "gateway; fwd=miss; stored" if fits else "gateway; fwd=miss")
+            conn = result.conn
+            if conn.body_ready() and conn.buffered <= limit and generation is not None:
+                # The whole answer is here already (the common case): store it and answer
+                # from the entry, which also answers a client's matching precondition
+                # with a 304 (the fill itself asked unconditionally).
+                entry = self._entry(head, conn.take_body(), ex.path, sent_at, now, verdict, generation)
+                stored = await self._put(key, entry, now, sent_at)
+                self._mark(ex, "miss", "MISS", "gateway; fwd=miss; stored" if stored else "gateway; fwd=miss")
+                return self._answer(request, entry, now, fresh_from=head), entry if stored else None
+            # Still arriving: relay it as it comes and keep a copy. Whether it will be
+            # stored is not known before the head leaves, so Cache-Status does not claim it.
+            self._mark(ex, "miss", "MISS", "gateway; fwd=miss")
             tee = BodyTee(limit)
             response = await forwarder.render(request, ex, result, tee=tee)
             body = tee.body
             if body is None or generation is None:
                 return response, None
             entry = self._entry(head, body, ex.path, sent_at, now, verdict, generation)
-            await self._put(key, entry, now)
-            return response, entry
+            stored = await self._put(key, entry, now, sent_at)
+            return response, entry if stored else None
         finally:
             forwarder.finish(result)
 
@@ -404,13 +446,19 @@ class CacheStage:
             self.cache.failed("cache_get", exc)
             return None
 
-    async def _put(self, key: CacheKey, entry: Entry, now: float) -> None:
+    async def _put(self, key: CacheKey, entry: Entry, now: float, sent_at: float) -> bool:
+        """Store it, unless a purge covering its path came after its request was sent
+        (what it fetched predates the purge)."""
+        cache = self.cache
+        if cache.purged_since(entry.path, sent_at):
+            return False
         try:
-            await self.cache.store.put(key, entry, now)
+            await cache.store.put(key, entry, now)
         except CacheStoreError as exc:
-            self.cache.failed("cache_put", exc)
-            return
-        self.cache.stored()
+            cache.failed("cache_put", exc)
+            return False
+        cache.stored()
+        return True
 
     @staticmethod
     def _validators(stale: Entry | None) -> list[tuple[bytes, bytes]] | None:
@@ -498,7 +546,7 @@ class CacheStage:
                         if body is not None:
                             entry = self._entry(head, body, ex.path, sent_at, now, verdict, generation)
                 if entry is not None:
-                    await self._put(key, entry, now)
+                    await self._put(key, entry, now, sent_at)
             finally:
                 forwarder.finish(result)
         except Problem as problem:

@@ -358,6 +358,11 @@ class UpstreamConnection(asyncio.Protocol):
         """The whole body has arrived (the common case for small responses)."""
         return self._body_done and self._body_error is None
 
+    @property
+    def buffered(self) -> int:
+        """Body bytes received and not yet taken."""
+        return self._body_size
+
     def take_body(self) -> bytes:
         data = b"".join(self._body)
         self._body.clear()

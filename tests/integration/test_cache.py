@@ -409,12 +409,6 @@ async def test_cpdos_an_error_caused_by_an_odd_client_header_is_not_stored(gw, o
     assert origin.count("/c/cpdos-hho") == 1  # the oversized one never reached a handler
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="X-Original-URL / X-Rewrite-URL are forwarded and not keyed: an origin that honours them "
-    "(IIS URL Rewrite, old Symfony/Zend) answers another resource, and a 404 or 200 is stored for the "
-    "clean URL (CPDoS / poisoning by an unkeyed header). Strip them as the method overrides are, or bypass.",
-)
 async def test_cpdos_a_path_override_header_cannot_poison_an_entry(gw, origin) -> None:
     async def rewriting(request: web.Request, n: int) -> web.Response:
         if request.headers.get("X-Original-URL", "/c/override") != "/c/override":
@@ -949,11 +943,6 @@ async def test_a_conditional_leader_never_gives_its_304_to_unconditional_followe
         assert follower.status == 200 and follower.text.startswith("n=")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="when the request filling a key is conditional, its 304 is not storable, so every follower "
-    "then fetches on its own, all at once: N concurrent misses make N upstream requests, not one",
-)
 async def test_a_conditional_leader_still_coalesces_its_followers(gw, origin) -> None:
     origin.on("/c/cond-lead-count", _slow_tagged('"t"'))
     await _conditional_leader_then_followers(gw, "/c/cond-lead-count")
@@ -992,11 +981,6 @@ async def test_stale_if_error_on_an_upstream_503_then_the_error_past_the_window(
     assert (late.status, late.x_cache, late.text) == (503, "MISS", "origin trouble")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a HEAD meeting an expired entry inside stale_if_error is forwarded as a plain HEAD miss and "
-    "gets the upstream's error, while a GET at the same moment is served STALE",
-)
 async def test_stale_if_error_answers_a_head_too(gw, origin) -> None:
     origin.on("/short/head-sie", _good_then(503))
     assert (await call(gw.url + "/short/head-sie")).x_cache == "MISS"
@@ -1111,11 +1095,6 @@ async def test_cache_request_metrics_count_each_result(gw) -> None:
     assert metric(await metrics(gw), "gateway_cache_bytes") > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a refusal made before the cache stage (401, 429) is answered X-Cache: BYPASS but not counted in "
-    "gateway_cache_requests_total{result=bypass}: the header and the metric disagree",
-)
 async def test_refusals_marked_bypass_are_counted_as_bypass(gw) -> None:
     before = metric(await metrics(gw), "gateway_cache_requests_total", route="req", result="bypass")
     assert (await call(gw.url + "/req/count")).x_cache == "BYPASS"

@@ -139,7 +139,9 @@ def test_stale_windows(route: dict, cache_control: str, swr: float, sie: float) 
     assert (verdict.stale_while_revalidate, verdict.stale_if_error, verdict.must_revalidate) == (swr, sie, False)
 
 
-@pytest.mark.parametrize("directive", ["must-revalidate", "proxy-revalidate", "Must-Revalidate"])
+@pytest.mark.parametrize(
+    "directive", ["must-revalidate", "proxy-revalidate", "Must-Revalidate", "s-maxage=30"]
+)  # s-maxage implies proxy-revalidate for a shared cache (RFC 9111 §5.2.2.10)
 def test_must_revalidate_removes_every_stale_window(directive: str) -> None:
     route = policy(stale_while_revalidate=10, stale_if_error=60)
     verdict = route.freshness(200, h(("Cache-Control", f"max-age=30, {directive}, stale-if-error=600")), now=NOW)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.cache.response_cache import invalidated_paths
+from gateway.cache.generations import Generations
+from gateway.cache.response_cache import ResponseCache, invalidated_paths
+from gateway.cache.store import MemoryCacheStore
+from gateway.metrics import Metrics
 
 
 @pytest.mark.parametrize(
@@ -48,3 +51,26 @@ def test_invalidated_paths(path: str, host: str | None, locations: list[bytes], 
 def test_a_location_on_the_forwarded_host_is_same_origin(host, forwarded_host, location: bytes, invalidated: bool) -> None:
     found = invalidated_paths("/items", host, [location], forwarded_host)
     assert ("/items/9" in found) is invalidated
+
+
+@pytest.mark.parametrize(
+    ("purge", "path", "blocked"),
+    [
+        ({"path": "/api/items"}, "/api/items", True),
+        ({"path": "/api/items"}, "/api/items/3", False),
+        ({"prefix": "/api"}, "/api/items/3", True),
+        ({"prefix": "/api"}, "/apix", False),
+        ({"everything": True}, "/anything", True),
+    ],
+)
+async def test_a_fill_sent_before_a_purge_is_not_stored(purge: dict, path: str, blocked: bool) -> None:
+    # A fill whose request left before the purge fetched what the purge is meant to
+    # drop: it must not store it afterwards, whichever kind of purge it was.
+    now = [1000.0]
+    store = MemoryCacheStore(max_memory=1 << 20, generations=Generations(), clock=lambda: now[0])
+    cache = ResponseCache(store=store, metrics=Metrics(), max_entry_size=1 << 16, clock=lambda: now[0])
+    sent_at = now[0]
+    now[0] += 1
+    await cache.purge(**purge)
+    assert cache.purged_since(path, sent_at) is blocked
+    assert cache.purged_since(path, now[0] + 1) is False  # a fill sent after the purge stores

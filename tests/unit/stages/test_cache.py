@@ -51,3 +51,18 @@ def request(**headers: str):
 )
 def test_not_modified(headers: dict[str, str], stored: Entry, not_modified: bool) -> None:
     assert _not_modified(request(**headers), stored) is not_modified
+
+
+@pytest.mark.parametrize(
+    ("headers", "age"),
+    [
+        ([], 0.5),  # no Date, no Age: the time in flight
+        ([(b"Date", b"Thu, 01 Jan 1970 00:16:40 GMT")], 0.5),  # Date = 1000 s: 0.5 s is only its rounding
+        ([(b"Date", b"Thu, 01 Jan 1970 00:16:30 GMT")], 9.5),  # generated 10.5 s ago, less the rounding
+        ([(b"Age", b"20")], 20.5),  # an upstream cache's Age plus the time in flight
+    ],
+)
+def test_initial_age_counts_date_beyond_its_one_second_resolution(headers, age: float) -> None:
+    from gateway.stages.cache import _initial_age
+
+    assert _initial_age(headers, sent_at=1000.0, now=1000.5) == pytest.approx(age)
