@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import http.client
 import importlib.metadata
 import json
@@ -60,6 +61,7 @@ NGINX_LABEL = "nginx proxy_pass"
 NGINX_CACHE_LABEL = "nginx proxy_cache hit"
 NAIVE_LABEL = "naive aiohttp proxy"
 READY_TIMEOUT_S = 30.0
+CACHE_COUNTER = re.compile(r'^gateway_cache_requests_total\{[^}]*\bresult="(\w+)"[^}]*\} (\S+)$', re.MULTILINE)
 STOP_GRACE_S = 5.0
 
 T = TypeVar("T")
@@ -96,6 +98,9 @@ class Target:
     """Services the target needs (its Redis): their CPU is charged to the target."""
     hit_path: bool = False
     """Answers from its cache: compared with nginx proxy_cache hits as well."""
+    cache_counts: Callable[[], dict[str, int]] | None = None
+    """Reads the target's own cache counters (result -> count), around every run, to
+    show that what was measured were hits (the gateway's /metrics)."""
 
 
 @dataclass
@@ -144,6 +149,9 @@ class RunResult:
     noisy: bool = False
     failed: str = ""
     first_attempt: dict | None = None
+    requests: int = 0
+    cache: dict[str, int] | None = None
+    """How much each of the target's cache counters grew over the run (hit, miss, ...)."""
 
 
 @dataclass(frozen=True)
@@ -493,15 +501,16 @@ def with_port_retry(start: Callable[[], T], attempts: int = 3) -> T:
 # --------------------------------------------------------------------------- HTTP checks
 
 
-def http_get(address: str, path: str = "/", headers: Iterable[str] = ()) -> tuple[int, str, bytes] | None:
-    """(status, content-type, body) of one GET, or None while the server is not up."""
+def http_get(address: str, path: str = "/",
+             headers: Iterable[str] = ()) -> tuple[int, http.client.HTTPMessage, bytes] | None:
+    """(status, headers, body) of one GET, or None while the server is not up."""
     host, _, port = address.rpartition(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=2)
     try:
         hdrs = dict(h.split(":", 1) for h in headers)
         conn.request("GET", path, headers={k.strip(): v.strip() for k, v in hdrs.items()})
         resp = conn.getresponse()
-        return resp.status, resp.getheader("Content-Type", ""), resp.read()
+        return resp.status, resp.headers, resp.read()
     except (OSError, http.client.HTTPException):
         return None
     finally:
@@ -534,7 +543,8 @@ def body_problem(target: Target, expected: bytes) -> str | None:
     answer = http_get(target.address, "/", target.headers)
     if answer is None:
         return "no answer to a sanity GET"
-    status, ctype, body = answer
+    status, headers, body = answer
+    ctype = headers.get("Content-Type", "")
     if status != 200:
         return f"sanity GET returned {status}"
     if body != expected:
@@ -542,6 +552,27 @@ def body_problem(target: Target, expected: bytes) -> str | None:
     if not ctype.startswith("application/json"):
         return f"Content-Type is {ctype!r}"
     return None
+
+
+def hit_problem(target: Target) -> str | None:
+    """A hit row must measure hits: once a GET has filled the entry, the next one must
+    say X-Cache: HIT (the gateway sends it, and so does the nginx proxy_cache reference)."""
+    answers = [http_get(target.address, "/", target.headers) for _ in range(2)]
+    if answers[-1] is None:
+        return "no answer to a repeated GET"
+    x_cache = answers[-1][1].get("X-Cache")
+    return None if x_cache == "HIT" else f"a repeated GET answered X-Cache: {x_cache}, not HIT"
+
+
+def read_cache_counts(admin: str) -> dict[str, int]:
+    """gateway_cache_requests_total by result, summed over routes, from the admin /metrics."""
+    answer = http_get(admin, "/metrics")
+    if answer is None or answer[0] != 200:
+        raise RuntimeError(f"could not read the cache counters from http://{admin}/metrics")
+    counts: dict[str, int] = {}
+    for result, value in CACHE_COUNTER.findall(answer[2].decode(errors="replace")):
+        counts[result] = counts.get(result, 0) + int(float(value))
+    return counts
 
 
 # --------------------------------------------------------------------------- servers
@@ -781,7 +812,8 @@ def start_gateway(procs: Processes, gateway: Path, scenario: Scenario, upstream:
         wait_ready(procs, proc, label, lambda: returns_200(values["ADMIN"], "/healthz")
                    and returns_200(values["LISTEN"], "/", scenario.headers))
         return Target(label, values["LISTEN"], proc.pid, list(scenario.headers),
-                      helper_pids=[service.pid for service, _ in services.values()], hit_path=scenario.caches)
+                      helper_pids=[service.pid for service, _ in services.values()], hit_path=scenario.caches,
+                      cache_counts=functools.partial(read_cache_counts, values["ADMIN"]) if scenario.caches else None)
 
     return with_port_retry(attempt)
 
@@ -854,10 +886,12 @@ def run_wrk(settings: Settings, target: Target, connections: int, duration: int)
 
 
 def measure_once(settings: Settings, target: Target, upstream: Target, connections: int, run: int) -> RunResult:
-    """One wrk run with the target's CPU, steal and strangers read around it."""
+    """One wrk run with the target's CPU, steal and strangers (and its cache counters) read around it."""
+    counts0 = target.cache_counts() if target.cache_counts else None
     before, cpu0, t0 = snapshot(), machine_cpu(), time.monotonic()
     wrk = run_wrk(settings, target, connections, settings.duration)
     wall, cpu1, after = time.monotonic() - t0, machine_cpu(), snapshot()
+    counts1 = target.cache_counts() if target.cache_counts else None
     ours = {os.getpid()}  # wrk is our child: reaped, its CPU is in our cutime
     roots = (target.root_pid, *target.helper_pids)
     for root in (*roots, upstream.root_pid):
@@ -871,7 +905,21 @@ def measure_once(settings: Settings, target: Target, upstream: Target, connectio
         non_2xx=wrk.status, socket_errors=wrk.socket_errors,
         steal_pct=100.0 * (cpu1.steal - cpu0.steal) / max(1, cpu1.total - cpu0.total),
         others_pct_of_core=100.0 * others / CLK_TCK / wall, busiest_other=busiest_other(before, after, ours),
+        requests=wrk.requests,
+        cache=None if counts0 is None or counts1 is None else {k: n - counts0.get(k, 0) for k, n in counts1.items()},
     )
+
+
+def not_hits(r: RunResult) -> str | None:
+    """Why a run of a hit row measured more than hits (None when every request was a hit).
+    Hits may exceed wrk's count by the requests still in flight when wrk stopped."""
+    if r.cache is None or r.failed:
+        return None
+    hits = r.cache.get("hit", 0)
+    others = [f"{n} {result}" for result, n in sorted(r.cache.items()) if result != "hit" and n]
+    if hits >= r.requests and not others:
+        return None
+    return ", ".join([f"{hits} hits for {r.requests} requests", *others])
 
 
 def disturbed(result: RunResult) -> bool:
@@ -919,6 +967,9 @@ def progress_line(r: RunResult, runs: int) -> str:
         flags += (f" RERUN (1st: steal {first['steal_pct']:.1f}%, others {first['others_pct_of_core']:.1f}%"
                   f"{', busiest ' + first['busiest_other'] if first['busiest_other'] else ''})")
     flags += " NOISY" if r.noisy else ""
+    if r.cache is not None:
+        flags += f" hits={r.cache.get('hit', 0)}/{r.requests}"
+        flags += f" NOT-ALL-HITS ({problem})" if (problem := not_hits(r)) else ""
     flags += f" non-2xx={r.non_2xx}" if r.non_2xx else ""
     flags += f" sock-err={r.socket_errors}" if r.socket_errors else ""
     return (f"{head} {r.rps:9.0f} rps  p50 {r.p50_us / 1000:7.3f} ms  p99 {r.p99_us / 1000:7.3f} ms"
@@ -1034,6 +1085,8 @@ def row_marks(target: Target, runs: list[RunResult]) -> list[str]:
         bad.append("non-2xx responses")
     if any(r.socket_errors for r in runs):
         bad.append("socket errors")
+    if any(not_hits(r) for r in runs):
+        bad.append("requests that were not cache hits")
     if not runs:
         bad.append("not measured")
     if bad:
@@ -1054,8 +1107,8 @@ def row_cells(row: Row) -> list[str]:
     return [row.label, str(row.connections), num(row.rps, ",.0f"),
             num(None if row.p50_us is None else row.p50_us / 1000, ".3f"),
             f"({p99})" if row.connections == 1 and row.p99_us is not None else p99,
-            num(row.ratio, ".2f"), num(row.cache_ratio, ".2f"), num(row.cpu_us, ".1f"), str(row.non_2xx), str(row.socket_errors),
-            " ".join(row.marks)]
+            num(row.ratio, ".2f"), num(row.cache_ratio, ".2f"), num(row.cpu_us, ".1f"),
+            str(row.non_2xx), str(row.socket_errors), " ".join(row.marks)]
 
 
 def text_table(rows: list[Row]) -> str:
@@ -1201,7 +1254,10 @@ def start_targets(procs: Processes, args: argparse.Namespace, nginx: str | None,
     gateways, failed = start_gateways(procs, args.gateway, scenarios, upstream.address, args.nginx_workers)
     targets += gateways
     for target in targets:
-        if (problem := body_problem(target, body)) is not None:
+        problem = body_problem(target, body)
+        if problem is None and target.hit_path:
+            problem = hit_problem(target)
+        if problem is not None:
             target.problems.append(problem)
             print(f"WARNING: {target.label}: {problem}")
     return upstream, targets, failed
