@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import http.client
 import importlib.metadata
 import json
@@ -57,8 +58,10 @@ STEAL_LIMIT_PCT = 5.0  # of machine time
 OTHERS_LIMIT_PCT = 20.0  # of one core
 UPSTREAM_LABEL = "upstream direct"
 NGINX_LABEL = "nginx proxy_pass"
+NGINX_CACHE_LABEL = "nginx proxy_cache hit"
 NAIVE_LABEL = "naive aiohttp proxy"
 READY_TIMEOUT_S = 30.0
+CACHE_COUNTER = re.compile(r'^gateway_cache_requests_total\{[^}]*\bresult="(\w+)"[^}]*\} (\S+)$', re.MULTILINE)
 STOP_GRACE_S = 5.0
 
 T = TypeVar("T")
@@ -93,6 +96,11 @@ class Target:
     problems: list[str] = field(default_factory=list)
     helper_pids: list[int] = field(default_factory=list)
     """Services the target needs (its Redis): their CPU is charged to the target."""
+    hit_path: bool = False
+    """Answers from its cache: compared with nginx proxy_cache hits as well."""
+    cache_counts: Callable[[], dict[str, int]] | None = None
+    """Reads the target's own cache counters (result -> count), around every run, to
+    show that what was measured were hits (the gateway's /metrics)."""
 
 
 @dataclass
@@ -141,6 +149,9 @@ class RunResult:
     noisy: bool = False
     failed: str = ""
     first_attempt: dict | None = None
+    requests: int = 0
+    cache: dict[str, int] | None = None
+    """How much each of the target's cache counters grew over the run (hit, miss, ...)."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +173,21 @@ class Scenario:
     name: str
     template: str
     headers: list[str]
+
+    def config(self) -> dict:
+        """The template as YAML, placeholders filled with dummies ({} when unreadable)."""
+        text = render_scenario(self.template, {"LISTEN": "x", "ADMIN": "x", "UPSTREAM": "x"})
+        try:
+            config = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return {}
+        return config if isinstance(config, dict) else {}
+
+    @property
+    def caches(self) -> bool:
+        """A route with a `cache:` key: its row is a hit row, compared with nginx proxy_cache."""
+        routes = self.config().get("routes") or []
+        return any(isinstance(route, dict) and route.get("cache") for route in routes)
 
 
 @dataclass
@@ -475,15 +501,16 @@ def with_port_retry(start: Callable[[], T], attempts: int = 3) -> T:
 # --------------------------------------------------------------------------- HTTP checks
 
 
-def http_get(address: str, path: str = "/", headers: Iterable[str] = ()) -> tuple[int, str, bytes] | None:
-    """(status, content-type, body) of one GET, or None while the server is not up."""
+def http_get(address: str, path: str = "/",
+             headers: Iterable[str] = ()) -> tuple[int, http.client.HTTPMessage, bytes] | None:
+    """(status, headers, body) of one GET, or None while the server is not up."""
     host, _, port = address.rpartition(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=2)
     try:
         hdrs = dict(h.split(":", 1) for h in headers)
         conn.request("GET", path, headers={k.strip(): v.strip() for k, v in hdrs.items()})
         resp = conn.getresponse()
-        return resp.status, resp.getheader("Content-Type", ""), resp.read()
+        return resp.status, resp.headers, resp.read()
     except (OSError, http.client.HTTPException):
         return None
     finally:
@@ -516,7 +543,8 @@ def body_problem(target: Target, expected: bytes) -> str | None:
     answer = http_get(target.address, "/", target.headers)
     if answer is None:
         return "no answer to a sanity GET"
-    status, ctype, body = answer
+    status, headers, body = answer
+    ctype = headers.get("Content-Type", "")
     if status != 200:
         return f"sanity GET returned {status}"
     if body != expected:
@@ -524,6 +552,27 @@ def body_problem(target: Target, expected: bytes) -> str | None:
     if not ctype.startswith("application/json"):
         return f"Content-Type is {ctype!r}"
     return None
+
+
+def hit_problem(target: Target) -> str | None:
+    """A hit row must measure hits: once a GET has filled the entry, the next one must
+    say X-Cache: HIT (the gateway sends it, and so does the nginx proxy_cache reference)."""
+    answers = [http_get(target.address, "/", target.headers) for _ in range(2)]
+    if answers[-1] is None:
+        return "no answer to a repeated GET"
+    x_cache = answers[-1][1].get("X-Cache")
+    return None if x_cache == "HIT" else f"a repeated GET answered X-Cache: {x_cache}, not HIT"
+
+
+def read_cache_counts(admin: str) -> dict[str, int]:
+    """gateway_cache_requests_total by result, summed over routes, from the admin /metrics."""
+    answer = http_get(admin, "/metrics")
+    if answer is None or answer[0] != 200:
+        raise RuntimeError(f"could not read the cache counters from http://{admin}/metrics")
+    counts: dict[str, int] = {}
+    for result, value in CACHE_COUNTER.findall(answer[2].decode(errors="replace")):
+        counts[result] = counts.get(result, 0) + int(float(value))
+    return counts
 
 
 # --------------------------------------------------------------------------- servers
@@ -583,34 +632,50 @@ def upstream_block(port: int, body: bytes) -> str:
     }}"""
 
 
-def proxy_block(port: int, upstream: str) -> str:
-    """The reference proxy, configured exactly as BENCH.md says."""
+def proxy_block(port: int, upstream: str, cache_dir: Path | None = None) -> str:
+    """The reference proxy, configured exactly as BENCH.md says; with cache_dir, the
+    same proxy with proxy_cache in front of it (the reference for the cache-hit rows).
+
+    The cache keeps 200s for 1h, so after the first request every request is a hit;
+    X-Cache tells the harness so, as the gateway's own X-Cache does.
+    """
+    cache_path, cache = "", ""
+    if cache_dir is not None:
+        cache_path = f"\n    proxy_cache_path {cache_dir} keys_zone=bench_cache:1m;"
+        cache = """
+            proxy_cache bench_cache;
+            proxy_cache_valid 200 1h;
+            add_header X-Cache $upstream_cache_status;"""
     return f"""
     upstream bench_upstream {{
         server {upstream};
         keepalive 64;
         keepalive_requests 1000000;
-    }}
+    }}{cache_path}
     server {{
         listen {HOST}:{port};
         location / {{
             proxy_pass http://bench_upstream;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Connection "";{cache}
         }}
     }}"""
 
 
 def start_nginx(procs: Processes, nginx: str, name: str, workers: int,
-                block: Callable[[int], str]) -> tuple[subprocess.Popen, str]:
-    """Start one nginx in its own prefix dir and wait until it answers 200."""
+                block: Callable[[int, Path], str]) -> tuple[subprocess.Popen, str]:
+    """Start one nginx in its own prefix dir and wait until it answers 200.
+
+    block(port, prefix) is its http-level config; anything it keeps on disk (a
+    proxy_cache) goes under the prefix, which is removed with the workdir.
+    """
 
     def attempt() -> tuple[subprocess.Popen, str]:
         port = free_port()
         prefix = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=procs.workdir))
         prefix.chmod(0o755)  # workers drop to 'nobody' and create temp dirs here
         conf = prefix / "nginx.conf"
-        conf.write_text(nginx_conf(prefix, workers, block(port)))
+        conf.write_text(nginx_conf(prefix, workers, block(port, prefix)))
         argv = [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
         proc = procs.start(name, argv)
         address = f"{HOST}:{port}"
@@ -640,7 +705,7 @@ def start_python_server(procs: Processes, name: str, script: str, args: list[str
 def start_upstream(procs: Processes, nginx: str | None, body: bytes) -> Target:
     """nginx `return 200` upstream, or the aiohttp fallback (said loudly)."""
     if nginx is not None:
-        proc, address = start_nginx(procs, nginx, "upstream-nginx", 1, lambda p: upstream_block(p, body))
+        proc, address = start_nginx(procs, nginx, "upstream-nginx", 1, lambda port, _: upstream_block(port, body))
     else:
         print("WARNING: nginx unavailable; falling back to an aiohttp upstream "
               "(bench/json_upstream.py). It is slower and costs more CPU than nginx: "
@@ -715,12 +780,10 @@ the host:port of a service started once for every scenario that names it; the
 service's CPU is charged to the scenario's row (it is part of what is measured)."""
 
 
-def gateway_processes(config_text: str) -> int | None:
-    """server.workers of a rendered config, to warn when CPU budgets differ from nginx's."""
-    try:
-        workers = (yaml.safe_load(config_text) or {}).get("server", {}).get("workers", 1)
-    except (yaml.YAMLError, AttributeError):
-        return None
+def gateway_processes(scenario: Scenario) -> int | None:
+    """server.workers of a scenario, to warn when CPU budgets differ from nginx's."""
+    server = scenario.config().get("server") or {}
+    workers = server.get("workers", 1) if isinstance(server, dict) else None
     return os.cpu_count() if workers == "auto" else workers if isinstance(workers, int) else None
 
 
@@ -749,7 +812,8 @@ def start_gateway(procs: Processes, gateway: Path, scenario: Scenario, upstream:
         wait_ready(procs, proc, label, lambda: returns_200(values["ADMIN"], "/healthz")
                    and returns_200(values["LISTEN"], "/", scenario.headers))
         return Target(label, values["LISTEN"], proc.pid, list(scenario.headers),
-                      helper_pids=[service.pid for service, _ in services.values()])
+                      helper_pids=[service.pid for service, _ in services.values()], hit_path=scenario.caches,
+                      cache_counts=functools.partial(read_cache_counts, values["ADMIN"]) if scenario.caches else None)
 
     return with_port_retry(attempt)
 
@@ -766,7 +830,7 @@ def start_gateways(procs: Processes, gateway: Path, scenarios: list[Scenario], u
     targets, failed = [], []
     running: dict[str, tuple[subprocess.Popen, str]] = {}
     for scenario in scenarios:
-        workers = gateway_processes(render_scenario(scenario.template, {"LISTEN": "x", "ADMIN": "x", "UPSTREAM": "x"}))
+        workers = gateway_processes(scenario)
         if workers is not None and workers != nginx_workers:
             print(f"note: scenario {scenario.name} runs {workers} gateway process(es) against "
                   f"{nginx_workers} nginx worker(s): CPU budgets differ (see --nginx-workers)")
@@ -822,10 +886,12 @@ def run_wrk(settings: Settings, target: Target, connections: int, duration: int)
 
 
 def measure_once(settings: Settings, target: Target, upstream: Target, connections: int, run: int) -> RunResult:
-    """One wrk run with the target's CPU, steal and strangers read around it."""
+    """One wrk run with the target's CPU, steal and strangers (and its cache counters) read around it."""
+    counts0 = target.cache_counts() if target.cache_counts else None
     before, cpu0, t0 = snapshot(), machine_cpu(), time.monotonic()
     wrk = run_wrk(settings, target, connections, settings.duration)
     wall, cpu1, after = time.monotonic() - t0, machine_cpu(), snapshot()
+    counts1 = target.cache_counts() if target.cache_counts else None
     ours = {os.getpid()}  # wrk is our child: reaped, its CPU is in our cutime
     roots = (target.root_pid, *target.helper_pids)
     for root in (*roots, upstream.root_pid):
@@ -839,7 +905,21 @@ def measure_once(settings: Settings, target: Target, upstream: Target, connectio
         non_2xx=wrk.status, socket_errors=wrk.socket_errors,
         steal_pct=100.0 * (cpu1.steal - cpu0.steal) / max(1, cpu1.total - cpu0.total),
         others_pct_of_core=100.0 * others / CLK_TCK / wall, busiest_other=busiest_other(before, after, ours),
+        requests=wrk.requests,
+        cache=None if counts0 is None or counts1 is None else {k: n - counts0.get(k, 0) for k, n in counts1.items()},
     )
+
+
+def not_hits(r: RunResult) -> str | None:
+    """Why a run of a hit row measured more than hits (None when every request was a hit).
+    Hits may exceed wrk's count by the requests still in flight when wrk stopped."""
+    if r.cache is None or r.failed:
+        return None
+    hits = r.cache.get("hit", 0)
+    others = [f"{n} {result}" for result, n in sorted(r.cache.items()) if result != "hit" and n]
+    if hits >= r.requests and not others:
+        return None
+    return ", ".join([f"{hits} hits for {r.requests} requests", *others])
 
 
 def disturbed(result: RunResult) -> bool:
@@ -887,6 +967,9 @@ def progress_line(r: RunResult, runs: int) -> str:
         flags += (f" RERUN (1st: steal {first['steal_pct']:.1f}%, others {first['others_pct_of_core']:.1f}%"
                   f"{', busiest ' + first['busiest_other'] if first['busiest_other'] else ''})")
     flags += " NOISY" if r.noisy else ""
+    if r.cache is not None:
+        flags += f" hits={r.cache.get('hit', 0)}/{r.requests}"
+        flags += f" NOT-ALL-HITS ({problem})" if (problem := not_hits(r)) else ""
     flags += f" non-2xx={r.non_2xx}" if r.non_2xx else ""
     flags += f" sock-err={r.socket_errors}" if r.socket_errors else ""
     return (f"{head} {r.rps:9.0f} rps  p50 {r.p50_us / 1000:7.3f} ms  p99 {r.p99_us / 1000:7.3f} ms"
@@ -946,6 +1029,8 @@ class Row:
     p50_us: float | None
     p99_us: float | None
     ratio: float | None
+    cache_ratio: float | None
+    """RPS over nginx proxy_cache hits of the same run: hit rows only."""
     cpu_us: float | None
     non_2xx: int
     socket_errors: int
@@ -957,20 +1042,30 @@ def median(values: Iterable[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
+def same_run_rps(results: list[RunResult], label: str) -> dict[tuple[int, int], float]:
+    """A reference's RPS by (run, connections), to divide the other targets' runs by."""
+    return {(r.run, r.connections): r.rps for r in results if r.label == label and not r.failed and r.rps > 0}
+
+
+def same_run_ratio(ok: list[RunResult], reference: dict[tuple[int, int], float]) -> float | None:
+    """Median over runs of RPS / the reference's RPS in that same run."""
+    return median(r.rps / reference[(r.run, r.connections)] for r in ok if (r.run, r.connections) in reference)
+
+
 def summarise(targets: list[Target], results: list[RunResult], connections: list[int]) -> list[Row]:
-    """Medians per (target, connections); the ratio is the median of same-run ratios."""
-    reference = {(r.run, r.connections): r.rps for r in results
-                 if r.label == NGINX_LABEL and not r.failed and r.rps > 0}
+    """Medians per (target, connections); ratios are medians of same-run ratios, to
+    nginx proxy_pass for every row and to nginx proxy_cache hits for hit rows."""
+    proxy_pass, proxy_cache = same_run_rps(results, NGINX_LABEL), same_run_rps(results, NGINX_CACHE_LABEL)
     rows = []
     for c in connections:
         for target in targets:
             runs = [r for r in results if r.label == target.label and r.connections == c]
             ok = [r for r in runs if not r.failed]
-            ratios = [r.rps / reference[(r.run, c)] for r in ok if (r.run, c) in reference]
             rows.append(Row(
                 target.label, c,
                 median(r.rps for r in ok), median(r.p50_us for r in ok), median(r.p99_us for r in ok),
-                median(ratios), median(r.cpu_us_per_request for r in ok),
+                same_run_ratio(ok, proxy_pass), same_run_ratio(ok, proxy_cache) if target.hit_path else None,
+                median(r.cpu_us_per_request for r in ok),
                 sum(r.non_2xx for r in runs), sum(r.socket_errors for r in runs),
                 row_marks(target, runs),
             ))
@@ -990,6 +1085,8 @@ def row_marks(target: Target, runs: list[RunResult]) -> list[str]:
         bad.append("non-2xx responses")
     if any(r.socket_errors for r in runs):
         bad.append("socket errors")
+    if any(not_hits(r) for r in runs):
+        bad.append("requests that were not cache hits")
     if not runs:
         bad.append("not measured")
     if bad:
@@ -997,7 +1094,8 @@ def row_marks(target: Target, runs: list[RunResult]) -> list[str]:
     return marks
 
 
-COLUMNS = ["target", "conns", "RPS", "p50 ms", "p99 ms", "× nginx", "CPU µs/req", "non-2xx", "sock err", "marks"]
+COLUMNS = ["target", "conns", "RPS", "p50 ms", "p99 ms", "× nginx", "× cache", "CPU µs/req", "non-2xx", "sock err",
+           "marks"]
 
 
 def row_cells(row: Row) -> list[str]:
@@ -1009,8 +1107,8 @@ def row_cells(row: Row) -> list[str]:
     return [row.label, str(row.connections), num(row.rps, ",.0f"),
             num(None if row.p50_us is None else row.p50_us / 1000, ".3f"),
             f"({p99})" if row.connections == 1 and row.p99_us is not None else p99,
-            num(row.ratio, ".2f"), num(row.cpu_us, ".1f"), str(row.non_2xx), str(row.socket_errors),
-            " ".join(row.marks)]
+            num(row.ratio, ".2f"), num(row.cache_ratio, ".2f"), num(row.cpu_us, ".1f"),
+            str(row.non_2xx), str(row.socket_errors), " ".join(row.marks)]
 
 
 def text_table(rows: list[Row]) -> str:
@@ -1019,7 +1117,7 @@ def text_table(rows: list[Row]) -> str:
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
     lines = []
     for n, line in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) if i in (0, 9) else c.rjust(w)
+        lines.append("  ".join(c.ljust(w) if i in (0, len(COLUMNS) - 1) else c.rjust(w)
                                for i, (c, w) in enumerate(zip(line, widths))).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -1028,13 +1126,14 @@ def text_table(rows: list[Row]) -> str:
 
 def markdown_table(rows: list[Row]) -> str:
     """GitHub Markdown table for docs/performance.md."""
-    align = ["---"] + ["---:"] * 8 + ["---"]
+    align = ["---"] + ["---:"] * (len(COLUMNS) - 2) + ["---"]
     lines = ["| " + " | ".join(COLUMNS) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row_cells(r)) + " |" for r in rows]
     return "\n".join(lines)
 
 
-LEGEND = ("Marks: `r` a run was disturbed (steal > 5 % of the machine or other processes > 20 % "
+LEGEND = ("`× nginx`, `× cache`: RPS over nginx proxy_pass, over nginx proxy_cache hits (hit rows only), "
+          "in the same run. Marks: `r` a run was disturbed (steal > 5 % of the machine or other processes > 20 % "
           "of a core) and was rerun once; `!` the rerun was disturbed too; `BAD` errors or a wrong "
           "answer, do not trust the row. p99 at 1 connection is bracketed: it is mostly VM jitter.")
 
@@ -1139,10 +1238,9 @@ def start_targets(procs: Processes, args: argparse.Namespace, nginx: str | None,
     print(f"  upstream on {upstream.address}")
     targets = [upstream]
     if nginx is not None:
-        proc, address = start_nginx(procs, nginx, "nginx-proxy", args.nginx_workers,
-                                    lambda p: proxy_block(p, upstream.address))
-        targets.append(Target(NGINX_LABEL, address, proc.pid))
-        print(f"  nginx proxy_pass on {address}")
+        targets.append(start_reference(procs, nginx, args.nginx_workers, upstream.address, cached=False))
+        if any(scenario.caches for scenario in scenarios):
+            targets.append(start_reference(procs, nginx, args.nginx_workers, upstream.address, cached=True))
     else:
         notes.append("no nginx: no reference row, ratios are blank")
     if args.naive:
@@ -1156,10 +1254,26 @@ def start_targets(procs: Processes, args: argparse.Namespace, nginx: str | None,
     gateways, failed = start_gateways(procs, args.gateway, scenarios, upstream.address, args.nginx_workers)
     targets += gateways
     for target in targets:
-        if (problem := body_problem(target, body)) is not None:
+        problem = body_problem(target, body)
+        if problem is None and target.hit_path:
+            problem = hit_problem(target)
+        if problem is not None:
             target.problems.append(problem)
             print(f"WARNING: {target.label}: {problem}")
     return upstream, targets, failed
+
+
+def start_reference(procs: Processes, nginx: str, workers: int, upstream: str, cached: bool) -> Target:
+    """nginx proxy_pass, or (cached) the same nginx serving proxy_cache hits: each
+    gateway row is compared with the nginx doing the same job in the same round."""
+    label, name = (NGINX_CACHE_LABEL, "nginx-cache") if cached else (NGINX_LABEL, "nginx-proxy")
+
+    def block(port: int, prefix: Path) -> str:
+        return proxy_block(port, upstream, prefix / "cache" if cached else None)
+
+    proc, address = start_nginx(procs, nginx, name, workers, block)
+    print(f"  {label} on {address}")
+    return Target(label, address, proc.pid, hit_path=cached)
 
 
 def run_benchmark(args: argparse.Namespace, wrk: str, scenarios: list[Scenario], procs: Processes) -> int:
