@@ -90,6 +90,7 @@ def page_config(stub_url: str, down_port: int, ejected_port: int) -> dict[str, A
                 "health_check": {"path": "/healthz", "interval": "1s", "timeout": "1s",
                                  "healthy_after": 1, "unhealthy_after": 1},
             },
+            "menu": {"targets": [stub_url]},
             "legacy": {
                 "targets": [stub_url, f"http://127.0.0.1:{ejected_port}"],
                 "retries": 1,
@@ -105,6 +106,8 @@ def page_config(stub_url: str, down_port: int, ejected_port: int) -> dict[str, A
              "firewall": {"default": "allow", "rules": [{"deny": "127.0.0.0/8"}]}},
             {"name": "legacy", "match": {"path": "/legacy"}, "upstream": "legacy", "auth": "none",
              "throttle": False},
+            {"name": "menu", "match": {"path": "/menu"}, "upstream": "menu", "auth": "none",
+             "throttle": False, "cache": {"ttl": "1h"}},
         ],
     }
 
@@ -241,9 +244,10 @@ async def test_the_page_shows_the_traffic_it_was_sent(
         internal = [await get(s, gw.url + "/internal/report") for _ in range(2)]
         legacy = [await get(s, gw.url + "/legacy/list") for _ in range(2)]
         unmatched = [await get(s, gw.url + "/nothing-here")]
+        menu = [await get(s, gw.url + "/menu/today") for _ in range(4)]  # a miss, then three hits
     assert sorted(catalog) == [200] * 18 + [404] * 4 + [503] * 2
     assert orders == [200, 200, 200, 429, 429, 401, 401]
-    assert internal == [403, 403] and legacy == [200, 200] and unmatched == [404]
+    assert internal == [403, 403] and legacy == [200, 200] and unmatched == [404] and menu == [200] * 4
     async with aiohttp.ClientSession() as s:
         async with s.get(gw.admin_url + "/metrics", headers=AUTH) as response:
             metrics_text = await response.text()
@@ -272,15 +276,16 @@ async def test_the_page_shows_the_traffic_it_was_sent(
         "orders": ("7", pct(4, 7), "0.0 %", "2", "0", "2"),
         "internal": ("2", "100.0 %", "0.0 %", "0", "2", "0"),
         "legacy": ("2", "0.0 %", "0.0 %", "0", "0", "0"),
+        "menu": ("4", "0.0 %", "0.0 %", "0", "0", "0"),
         "none": ("1", "100.0 %", "0.0 %", "0", "0", "0"),
     }
     for route, (requests, ratio_4xx, ratio_5xx, throttled, denied, auth) in expected_routes.items():
         row = shown["routes"][f"r:{route}"]
         assert (row["requests"], row["ratio_4xx"], row["ratio_5xx"], row["throttled"], row["denied"],
                 row["auth_failures"]) == (requests, ratio_4xx, ratio_5xx, throttled, denied, auth), (route, row)
-        assert row["total"] == requests and row["cache_hits"] == "–"
+        assert row["total"] == requests and row["cache_hits"] == ("75.0 %" if route == "menu" else "–")
         assert float(row["rate"]) > 0
-    assert list(shown["routes"]) == ["r:catalog", "r:orders", "r:internal", "r:legacy", "r:none"]
+    assert list(shown["routes"]) == ["r:catalog", "r:orders", "r:internal", "r:legacy", "r:menu", "r:none"]
     assert cell(shown, "routes", "r:orders", "match") == "GET /orders"
     assert cell(shown, "routes", "r:none", "match") == "(no route matched)"
     # Latency: two answers of 300 ms among 24, the rest fast.
@@ -290,7 +295,7 @@ async def test_the_page_shows_the_traffic_it_was_sent(
     assert float(catalog_row["p50"].split()[0]) < 250
     assert float(catalog_row["p99"].split()[0]) >= SLOW_S * 1000 * 0.8
     assert shown["tiles"] == {
-        "rate": shown["tiles"]["rate"], "requests": "36", "ratio_4xx": pct(11, 36), "ratio_5xx": pct(2, 36),
+        "rate": shown["tiles"]["rate"], "requests": "40", "ratio_4xx": pct(11, 40), "ratio_5xx": pct(2, 40),
         "p50_ms": shown["tiles"]["p50_ms"], "p99_ms": shown["tiles"]["p99_ms"],
         "throttled": "2", "denied": "2", "auth_failures": "2",
     }
