@@ -45,6 +45,7 @@ from tests.integration.container_image import (
     Container,
     build_image_venv,
     cmd,
+    copies,
     config_variables,
     docker_run,
     documented_variables,
@@ -295,3 +296,14 @@ def test_optional_variables_reach_the_config(tmp_path: Path, extra: dict[str, st
         assert any(str(issue).startswith(expected) for issue in info.value.issues), info.value.issues
     else:
         assert expected(load_config(config, environ=environ))
+
+
+def test_the_build_context_is_only_what_the_dockerfile_copies() -> None:
+    # .dockerignore excludes everything, then lets back in exactly the COPY sources:
+    # a new COPY without its line would fail the build, a stray line would ship more.
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    rules = [line for line in lines if line and not line.startswith("#")]
+    assert rules[0] == "*"
+    allowed = {line[1:] for line in rules if line.startswith("!")}
+    copied = {source for stage in stages() for sources, _ in copies(stage) for source in sources}
+    assert allowed == copied
