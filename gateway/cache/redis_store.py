@@ -90,9 +90,7 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException, RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from gateway.cache.entry import Entry, EntryFormatError
 from gateway.cache.key import CacheKey
@@ -101,6 +99,7 @@ from gateway.config.store import StoreConfig, redacted_url
 from gateway.metrics import Metrics
 from gateway.store.circuit import PROBE_INTERVAL, Circuit
 from gateway.store.redis_batch import BatchedConnection
+from gateway.store.redis_client import UNAVAILABLE, describe, make_client
 
 __all__ = ["RedisCacheStore", "MAX_LIFETIME", "entry_key", "generation_key", "lease_key"]
 
@@ -120,9 +119,6 @@ _SLOWEST_LINK = 32 * 1024 * 1024
 """Bytes per second below which a transfer counts as an outage (a quarter of 1 Gb/s)."""
 _SCAN_COUNT = 1000
 
-_UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError, TimeoutError)
-"""What an unreachable or unhealthy Redis raises (redis-py's errors, the socket's,
-our own deadline's). Anything else is a bug and propagates."""
 
 # KEYS: generation, entry. ARGV: the generation the fill read, the value, its PX, the
 # TTL the generation key should at least have. Stores only under the current
@@ -230,18 +226,7 @@ class RedisCacheStore:
         self._get_bound = config.timeout + max_entry_size / _SLOWEST_LINK
         self._max_lifetime = max_lifetime
         self._clock = clock
-        # As the throttle store: our own deadlines bound every call, so redis-py keeps
-        # no socket timeout and never retries (a retry would multiply the bound).
-        options: dict[str, Any] = {
-            "socket_connect_timeout": config.timeout,
-            "socket_timeout": None,
-            "retry": Retry(NoBackoff(), 0),
-        }
-        self._client: Redis | RedisCluster
-        if config.cluster:
-            self._client = RedisCluster.from_url(config.url, **options)
-        else:
-            self._client = Redis.from_url(config.url, **options)
+        self._client = make_client(config)  # its own, never the throttle store's
         self._lookups: BatchedConnection | None = None
         """Single server: lookups share one pipelined connection of the cache's own
         (redis_batch.py), because redis-py's per-call path costs more CPU than the rest
@@ -275,12 +260,12 @@ class RedisCacheStore:
                 if isinstance(self._client, RedisCluster):
                     await self._client.initialize()
                 await self._client.execute_command("PING")
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             self._connect_errors.inc()
             self._circuit.failed()
             log.warning(
                 "cache store %s is unreachable at start-up (%s); cached routes pass requests through until it answers",
-                self._url, _describe(exc),
+                self._url, describe(exc),
             )
 
     async def close(self) -> None:
@@ -302,9 +287,9 @@ class RedisCacheStore:
                 result = await command(*args)
         except ResponseError as exc:
             raise CacheStoreError(f"the cache store {self._url} refused: {exc}") from exc
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             self._failed(exc)
-            raise CacheStoreError(f"the cache store {self._url} failed: {_describe(exc)}") from exc
+            raise CacheStoreError(f"the cache store {self._url} failed: {describe(exc)}") from exc
         if circuit.is_open:
             circuit.succeeded()
             log.info("cache store %s answers again; cached routes use it", self._url)
@@ -321,7 +306,7 @@ class RedisCacheStore:
         if not was_open:
             log.warning(
                 "cache store %s failed (%s); cached routes pass requests through, probing every %gs",
-                self._url, _describe(exc), self._circuit.interval,
+                self._url, describe(exc), self._circuit.interval,
             )
 
     # -- lookups and fills ----------------------------------------------------------------
@@ -483,6 +468,3 @@ async def _scan_cluster_node(client: RedisCluster, node: ClusterNode, cursor: in
     cursors, keys = await client.scan(cursor, match=pattern, count=_SCAN_COUNT, target_nodes=node)
     return int(cursors[node.name]), list(keys)
 
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -34,9 +34,7 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import AskError, ClusterDownError, NoScriptError, RedisClusterException, RedisError, TryAgainError
+from redis.exceptions import AskError, ClusterDownError, NoScriptError, RedisClusterException, TryAgainError
 
 from gateway.config.store import StoreConfig, redacted_url
 from gateway.metrics import Metrics
@@ -44,6 +42,7 @@ from gateway.store.base import BucketPolicy, Decision, StoreUnavailable
 from gateway.store.circuit import PROBE_INTERVAL, Circuit
 from gateway.store.memory import MemoryStore
 from gateway.store.redis_batch import BatchedConnection
+from gateway.store.redis_client import UNAVAILABLE, describe, make_client
 
 __all__ = ["RedisStore", "TOKEN_BUCKET_LUA", "bucket_key"]
 
@@ -58,9 +57,6 @@ _EVALSHA_HEAD = b"*6\r\n$7\r\nEVALSHA\r\n$40\r\n" + _SHA + b"\r\n$1\r\n1\r\n"
 _EVAL_HEAD = b"*6\r\n$4\r\nEVAL\r\n" + b"$%d\r\n%s\r\n" % (len(TOKEN_BUCKET_LUA.encode()), TOKEN_BUCKET_LUA.encode()) + b"$1\r\n1\r\n"
 _PING = b"*1\r\n$4\r\nPING\r\n"
 
-_UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError, TimeoutError)
-"""What an unreachable or unhealthy Redis raises (redis-py's errors, the socket's,
-our own deadline's). Anything else is a bug and propagates."""
 _REROUTE = (AskError, TryAgainError, ClusterDownError)
 """Cluster error replies that one retry through redis-py's cluster client resolves:
 it follows the redirection (MOVED is an AskError) and updates its slot table."""
@@ -91,21 +87,10 @@ class RedisStore:
         self._config = config
         self._url = redacted_url(config.url)
         self._timeout = config.timeout
-        # Our own deadlines bound every call (asyncio.timeout), so redis-py keeps no
-        # socket timeout of its own (its per-read timers would cost on every call)
-        # and never retries: a retry would multiply the bound.
-        options: dict[str, Any] = {
-            "socket_connect_timeout": config.timeout,
-            "socket_timeout": None,
-            "retry": Retry(NoBackoff(), 0),
-        }
-        self._client: Redis | RedisCluster
+        self._client = make_client(config)
         self._single: BatchedConnection | None = None
         """The one batched connection outside a cluster."""
-        if config.cluster:
-            self._client = RedisCluster.from_url(config.url, **options)
-        else:
-            self._client = Redis.from_url(config.url, **options)
+        if isinstance(self._client, Redis):
             self._single = BatchedConnection(self._client.connection_pool.make_connection(), timeout=config.timeout)
         self._batches: dict[str, BatchedConnection] = {}
         """Cluster: one batched connection per node, by node name."""
@@ -139,13 +124,13 @@ class RedisStore:
                 else:
                     await self._client.initialize()
                     await self._client.execute_command("PING")
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             self._connect_errors.inc()
-            self._last_error = ("connect", _describe(exc), time.time())
+            self._last_error = ("connect", describe(exc), time.time())
             self._circuit.failed()
             log.warning(
                 "store %s is unreachable at start-up (%s); throttling applies on_error=%s until it answers",
-                self._url, _describe(exc), self._on_error,
+                self._url, describe(exc), self._on_error,
             )
 
     async def close(self) -> None:
@@ -161,7 +146,7 @@ class RedisStore:
         if circuit.allows():
             try:
                 reply = await self._evaluate(bucket_key(key), policy)
-            except _UNAVAILABLE as exc:
+            except UNAVAILABLE as exc:
                 self._failed(exc)
             else:
                 if circuit.is_open:
@@ -205,13 +190,13 @@ class RedisStore:
 
     def _failed(self, exc: BaseException) -> None:
         self._take_errors.inc()
-        self._last_error = ("take", _describe(exc), time.time())
+        self._last_error = ("take", describe(exc), time.time())
         was_open = self._circuit.is_open
         self._circuit.failed()
         if not was_open:
             log.warning(
                 "store %s failed (%s); throttling applies on_error=%s, probing every %gs",
-                self._url, _describe(exc), self._on_error, self._circuit.interval,
+                self._url, describe(exc), self._on_error, self._circuit.interval,
             )
 
     def _outage(self, key: str, policy: BucketPolicy) -> Decision:
@@ -241,6 +226,3 @@ class RedisStore:
             out["local_buckets"] = len(self._local)
         return out
 
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
