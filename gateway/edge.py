@@ -73,7 +73,7 @@ class EdgeHandler:
             response = problem_response(500, "the gateway failed to handle this request")
         if not response.prepared:
             response.headers["X-Request-ID"] = request_id
-            if ex.cache_status is None and ex.route is not None and ex.route.cached:
+            if ex.cache_status is None and ex.route is not None and ex.route.cache_bypass is not None:
                 # Refused before the cache stage (401, 403, 429...): not from the cache.
                 ex.route.cache_bypass.inc()
                 ex.extra_response_headers.append(("X-Cache", "BYPASS"))

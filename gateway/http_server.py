@@ -24,7 +24,6 @@ sweeps (at most once a second, and only while the dict is not empty).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
-from gateway.problem import PROBLEM_CONTENT_TYPE, problem_response
+from gateway.problem import PROBLEM_CONTENT_TYPE, problem_body, problem_response
 from gateway.rate_limited_log import RateLimitedLog
 
 __all__ = ["EdgeServer", "require_c_parser", "ParserUnavailable"]
@@ -67,14 +66,7 @@ def require_c_parser() -> None:
 def _head_timeout_answer(timeout: float) -> bytes:
     """A complete 408 problem response, written straight to the transport: there is
     no request object (the head never arrived) to hang an aiohttp response on."""
-    body = json.dumps(
-        {
-            "type": "https://httpstatuses.io/408",
-            "title": HTTPStatus.REQUEST_TIMEOUT.phrase,
-            "status": 408,
-            "detail": f"the request head did not arrive within {timeout:g}s",
-        }
-    ).encode()
+    body = problem_body(408, f"the request head did not arrive within {timeout:g}s")
     head = (
         "HTTP/1.1 408 Request Timeout\r\n"
         f"Content-Type: {PROBLEM_CONTENT_TYPE}\r\n"

@@ -12,25 +12,29 @@ from http import HTTPStatus
 
 from aiohttp import web
 
-__all__ = ["Problem", "problem_response", "PROBLEM_CONTENT_TYPE"]
+__all__ = ["Problem", "problem_body", "problem_response", "PROBLEM_CONTENT_TYPE"]
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 _CLOSE_AFTER = frozenset({408, 413})
 
 
-def problem_response(
-    status: int, detail: str, *, headers: Mapping[str, str] | None = None, title: str | None = None
-) -> web.Response:
-    phrase = title or HTTPStatus(status).phrase
-    body = {
+def problem_body(status: int, detail: str, *, title: str | None = None) -> bytes:
+    """The RFC 9457 document, for answers written without an aiohttp response too."""
+    document = {
         "type": f"https://httpstatuses.io/{status}",
-        "title": phrase,
+        "title": title or HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
     }
+    return json.dumps(document).encode()
+
+
+def problem_response(
+    status: int, detail: str, *, headers: Mapping[str, str] | None = None, title: str | None = None
+) -> web.Response:
     response = web.Response(
         status=status,
-        body=json.dumps(body).encode(),
+        body=problem_body(status, detail, title=title),
         content_type=PROBLEM_CONTENT_TYPE,
         headers=headers,
     )

@@ -29,12 +29,10 @@ class CompiledRoute:
     host: str | None
     handler: Callable[..., Any] | None = None
     """The route's compiled stage chain, filled in by the pipeline builder."""
-    cached: bool = False
-    """The route has ``cache``: every answer carries X-Cache (the edge marks refusals
-    made before the cache stage ``BYPASS``)."""
     cache_bypass: Any = None
-    """The route's ``gateway_cache_requests_total{result="bypass"}`` child, which the
-    edge counts those refusals in (bound when the chain is built)."""
+    """Set when the route has ``cache``: its ``gateway_cache_requests_total{result=
+    "bypass"}`` child. Every answer of a cached route carries X-Cache, so the edge
+    marks refusals made before the cache stage BYPASS and counts them here."""
     state: dict[str, Any] = field(default_factory=dict)
 
 

@@ -130,8 +130,7 @@ class Runtime:
             route.handler, self.route_stages[route.name] = build_chain(
                 route.config, deps, registry, forwarders[route.name]
             )
-            route.cached = route.config.cache is not None
-            if route.cached:
+            if route.config.cache is not None:
                 route.cache_bypass = metrics.cache_results(route.name)["bypass"]
 
     async def start(self) -> None:
