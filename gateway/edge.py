@@ -1,7 +1,8 @@
 """The edge handler: what applies to every request before and after its route's chain.
 
-accept -> request id -> header limits -> normalise path -> client IP -> route
-       -> [the route's chain] -> error rendering, metrics, access log
+parsed head (http_server.py) -> request id -> header limits -> normalise path
+       -> client IP -> route -> [the route's chain] -> the answer written,
+       metrics, access log
 
 This is the only app-wide code on the request path (DESIGN: request id, error
 rendering, metrics); everything route-specific lives in the route's compiled chain.
@@ -21,11 +22,13 @@ import time
 from aiohttp import web
 
 from gateway.access_log import AccessLog
-from gateway.exchange import EXCHANGE, Exchange
-from gateway.headers import add_response_headers
+from gateway.edge_request import EdgeRequest
+from gateway.exchange import Exchange
 from gateway.metrics import Metrics
 from gateway.path import PathError, normalise_path
-from gateway.problem import Problem, problem_response
+from gateway.pipeline import Answer
+from gateway.problem import Problem
+from gateway.raw_response import RawResponse, Streamed, encode_problem, encode_web_response
 from gateway.runtime import Runtime
 
 __all__ = ["EdgeHandler"]
@@ -35,6 +38,8 @@ log = logging.getLogger("gateway.edge")
 # A client-supplied request id is kept only if it is short and boring: it is echoed in
 # logs and headers, so it must not smuggle separators, spaces or control characters.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+_ANSWERS = (RawResponse, Streamed, web.Response)
 
 
 class EdgeHandler:
@@ -49,40 +54,65 @@ class EdgeHandler:
         self._id_counter = itertools.count(1)
         self._pid = os.getpid()  # "worker" in the access log: which process answered
 
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def __call__(self, request: EdgeRequest) -> None:
         started = time.perf_counter()
         runtime = self.runtime
-        headers = request.headers
-        request_id = headers.get("X-Request-ID")
+        request_id = request.request_id
         if request_id is None or _SANE_REQUEST_ID.fullmatch(request_id) is None:
             request_id = f"{self._id_prefix}{next(self._id_counter):012x}"
-        ex = Exchange(request_id=request_id, started=started)
-        request[EXCHANGE] = ex
-        ex.client_ip, ex.forwarded_for, ex.trusted_peer = runtime.resolver.resolve(request.remote, headers)
+        ex = request.exchange = Exchange(request_id=request_id, started=started)
+        resolver = runtime.resolver
+        ex.client_ip, ex.forwarded_for, ex.trusted_peer = resolver.resolve(
+            request.remote, request.headers if resolver.trusts_any else None  # type: ignore[arg-type]
+        )
+        conn = request.conn
+        assert conn is not None
         try:
             response = await self._dispatch(request, ex, runtime)
         except Problem as problem:
-            response = problem.response()
+            response = problem
         except asyncio.CancelledError:
             raise
         except ConnectionError:
             # The client went away mid-request; nobody is left to answer (nginx's 499).
-            response = web.Response(status=499)
+            response = None
         except Exception:
             log.exception("unhandled error on %s %s (request id %s)", request.method, ex.path or "?", request_id)
-            response = problem_response(500, "the gateway failed to handle this request")
-        if not response.prepared:
-            response.headers["X-Request-ID"] = request_id
+            response = Problem(500, "the gateway failed to handle this request")
+        if type(response) is Streamed:
+            status = response.status
+            keep_alive = response.keep_alive
+        elif response is None:
+            status = 499
+            keep_alive = False
+        else:
+            status = response.status
+            keep_alive = conn.keeps_alive(request) and (
+                not response.closes if isinstance(response, Problem) else response.keep_alive is not False
+            )
+            added = ex.extra_response_headers
             if ex.cache_status is None and ex.route is not None and ex.route.cache_bypass is not None:
                 # Refused before the cache stage (401, 403, 429...): not from the cache.
                 ex.route.cache_bypass.inc()
-                ex.extra_response_headers.append(("X-Cache", "BYPASS"))
-                ex.extra_response_headers.append(("Cache-Status", "gateway; fwd=bypass"))
-            if ex.extra_response_headers:
-                add_response_headers(response.headers, ex.extra_response_headers)
+                added.append(("X-Cache", "BYPASS"))
+                added.append(("Cache-Status", "gateway; fwd=bypass"))
+            added.append(("X-Request-ID", request_id))
+            head_only = request.method == "HEAD"
+            if type(response) is RawResponse:
+                data = response.encode(keep_alive, added)
+            elif isinstance(response, Problem):
+                data = encode_problem(response, added, keep_alive=keep_alive, head_only=head_only)
+            else:
+                data = encode_web_response(response, added, keep_alive=keep_alive, head_only=head_only)
+            try:
+                conn.write(data)
+            except ConnectionError:
+                status = 499
+                keep_alive = False
+        conn.finished(request, keep_alive)
         elapsed = time.perf_counter() - started
         route_name = ex.route.name if ex.route is not None else "none"
-        self.metrics.observe_request(route_name, request.method, response.status, elapsed)
+        self.metrics.observe_request(route_name, request.method, status, elapsed)
         if self.access_log.enabled:
             self.access_log.write(
                 {
@@ -91,32 +121,26 @@ class EdgeHandler:
                     "method": request.method,
                     "path": ex.path or request.raw_path.partition("?")[0][:512],
                     "route": route_name,
-                    "status": response.status,
+                    "status": status,
                     "duration_ms": round(elapsed * 1000, 3),
                     "upstream": ex.target,
                     "cache": ex.cache_status,
                     "worker": self._pid,
                 }
             )
-        return response
 
-    async def _dispatch(self, request: web.BaseRequest, ex: Exchange, runtime: Runtime) -> web.StreamResponse:
-        headers = request.headers
-        size = 0
-        for name, value in request.raw_headers:
-            size += len(name) + len(value) + 4
-        if size > runtime.max_header_size:
+    async def _dispatch(self, request: EdgeRequest, ex: Exchange, runtime: Runtime) -> Answer:
+        if request.head_size > runtime.max_header_size:
             raise Problem(431, f"request headers exceed {runtime.max_header_size} bytes")
-        hosts = headers.getall("Host", ())
-        if len(hosts) > 1:
+        if request.host_count > 1:
             raise Problem(400, "more than one Host header")
-        if not hosts and request.version >= (1, 1):
-            raise Problem(400, "HTTP/1.1 request without a Host header")
-        if "Authorization" in headers and len(headers.getall("Authorization")) > 1:
+        if not request.host_count and request.version >= (1, 1):
+            raise Problem(400, "missing Host header (required from HTTP version 1.1 on)")
+        if request.authorization_count > 1:
             # Which one would the backend believe? Refuse rather than guess (SPEC §4a).
             raise Problem(400, "more than one Authorization header")
-        codings = headers.getall("Transfer-Encoding", ())
-        if codings and (len(codings) > 1 or codings[0].strip().lower() != "chunked"):
+        codings = request.codings
+        if codings and (len(codings) > 1 or codings[0].strip().lower() != b"chunked"):
             # llhttp accepts "gzip, chunked"; the forwarder re-frames the body as plain
             # chunked, so the upstream would read coded bytes as the body. Only chunked
             # alone crosses (RFC 9112 §6.1 lets a server refuse other codings).
@@ -135,23 +159,35 @@ class EdgeHandler:
             raise Problem(400, str(exc)) from None
         ex.query = mark + query
 
-        host = hosts[0] if hosts else None
+        host = request.host
+        method = request.method
         match = None
-        if request.method == "OPTIONS" and runtime.preflight_routes and "Origin" in headers:
+        if method == "OPTIONS" and runtime.preflight_routes and "Origin" in request.headers:
             # A CORS preflight is routed by the method it asks about, so the route that
             # will serve the real request (and its CORS policy) answers it.
-            asked = headers.get("Access-Control-Request-Method")
+            asked = request.headers.get("Access-Control-Request-Method")
             if asked is not None:
                 candidate = runtime.router.match(asked, host, ex.path)
                 if candidate.route is not None and candidate.route.name in runtime.preflight_routes:
                     match = candidate
         if match is None:
-            match = runtime.router.match(request.method, host, ex.path)
+            match = runtime.router.match(method, host, ex.path)
         route = match.route
         if route is None:
             if match.allow:
-                raise Problem(405, f"{request.method} is not allowed here", headers={"Allow": ", ".join(match.allow)})
+                raise Problem(405, f"{method} is not allowed here", headers={"Allow": ", ".join(match.allow)})
             raise Problem(404, "no route matches this request")
         ex.route = route
-        assert route.handler is not None
-        return await route.handler(request)
+        chain = route.handler
+        assert chain is not None
+        # The gates decide as plain calls; an awaitable verdict (a JWKS fetch, a Redis
+        # throttle decision) is the exception, not the rule (gateway/pipeline.py).
+        for gate in chain.gates:
+            verdict = gate(request, ex)
+            if verdict is not None:
+                if not isinstance(verdict, _ANSWERS):
+                    verdict = await verdict
+                    if verdict is None:
+                        continue
+                return verdict
+        return await chain.handler(request)

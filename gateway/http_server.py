@@ -1,220 +1,458 @@
-"""aiohttp's low-level server, with the gateway's rules for what it refuses.
+"""The proxy port's HTTP/1.1 server: one ``asyncio.Protocol`` per client connection.
 
-The gateway uses ``web.Server`` (no ``Application``, no URL dispatcher): routing is
-its own, and skipping aiohttp's router and middleware machinery is measurably cheaper
-per request. Three things are adjusted:
+Why not aiohttp's server here: per request it builds a ``BaseRequest`` (a
+``CIMultiDict``, a yarl URL, a ``StreamReader``), a ``StreamResponse`` with its
+``StreamWriter``, and runs the handler through several coroutine layers; that was
+most of the gateway's CPU per request. Here the connection feeds its bytes to
+llhttp (``httptools``, strict: no lenient flags), builds one
+:class:`~gateway.edge_request.EdgeRequest` from the raw head in one pass, and
+writes responses straight to the transport. aiohttp still serves the admin
+listener.
 
-- requests the HTTP parser refuses (ambiguous framing, bad bytes, oversized fields)
-  are answered as ``application/problem+json`` like every other gateway error, and
-  logged without a traceback (and only a sample of them), because they are the
-  client's fault, not ours;
-- the parser's per-field limits follow ``server.max_header_size``, also after a
-  reload (for connections accepted from then on: a parser is made per connection);
-- a request head must arrive within ``server.header_timeout`` (slowloris). aiohttp
-  has no such timer: a client that never finishes its head would be held for the
-  keep-alive timeout.
+What a connection guarantees:
 
-The header timer starts when a connection is accepted, and again when a keep-alive
-connection receives the first byte of its next request; it stops when the parser
-produces the message (the head is complete). An idle keep-alive connection, between
-requests and silent, is left to the keep-alive timeout. Rather than one timer per
-request, the connections awaiting a head sit in one dict that a single callback
-sweeps (at most once a second, and only while the dict is not empty).
+- **Framing.** llhttp refuses what is ambiguous (CL with TE, repeated lengths, bad
+  chunk sizes, bare LF, obs-fold...); the refusal is a 400 problem document and the
+  connection is closed, after answering any request parsed before it. The head is
+  bounded here, since llhttp has no limit: the request target by
+  ``max(8190, server.max_header_size)`` (414), the header lines together by
+  ``server.max_header_size`` and 256 lines (431).
+- **Pipelining.** Requests are answered one at a time, in order; heads parsed ahead
+  wait in a queue (reading pauses past a few), each with its own body stream.
+- **Keep-alive** as llhttp decides from the version and ``Connection``; a connection
+  whose request body was not read to its end is closed after the answer, never
+  parsed on from the middle of a body. An upgrade request (``Upgrade``, ``CONNECT``)
+  is answered as a plain request and the connection closed: the gateway does not
+  tunnel, and the bytes after the head belong to a protocol it does not speak.
+- **Backpressure both ways.** A slow reader pauses the forwarder's writes (``drain``);
+  a request body waiting for the upstream pauses reading from the client.
+- **Deadlines, swept.** A request head must arrive within ``server.header_timeout``
+  once its first byte has (slowloris: a 408, or a silent close if nothing came), and
+  an idle keep-alive connection is closed after ``_KEEPALIVE_TIMEOUT``. Rather than a
+  timer per connection, deadlines sit in one dict that a single callback sweeps (at
+  most once a second, and only while the dict is not empty).
+
+The requests themselves are handed to ``handler(request)`` (the edge,
+``edge.py``), one task per request; it writes the answer with :meth:`EdgeConnection.write`
+and calls :meth:`EdgeConnection.finished`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import Callable
-from email.utils import formatdate
-from http import HTTPStatus
-from typing import Any
+from collections import deque
+from collections.abc import Awaitable, Callable
+import httptools
 
-import aiohttp.http_parser
-import aiohttp.web_protocol
-from aiohttp import web
-from aiohttp.streams import StreamReader
-from aiohttp.web_protocol import RequestHandler
-
-from gateway.problem import PROBLEM_CONTENT_TYPE, problem_body, problem_response
+from gateway.edge_request import BodyStream, EdgeRequest
+from gateway.problem import Problem
+from gateway.raw_response import encode_problem
 from gateway.rate_limited_log import RateLimitedLog
 
-__all__ = ["EdgeServer", "require_c_parser", "ParserUnavailable"]
+__all__ = ["EdgeServer", "EdgeConnection"]
 
 log = logging.getLogger("gateway.http")
 
 _MAX_SWEEP_INTERVAL = 1.0
+_KEEPALIVE_TIMEOUT = 75.0
+_MAX_HEADERS = 256
+_MIN_LINE = 8190
+_QUEUE_PAUSE = 8
+"""Heads parsed ahead of the answer in progress before reading pauses."""
+
+_VERSIONS = {"1.1": (1, 1), "1.0": (1, 0)}
 
 
-class ParserUnavailable(RuntimeError):
-    """aiohttp's C HTTP parser is not in use (AIOHTTP_NO_EXTENSIONS, or a build without it)."""
+class _Refused(Exception):
+    """Raised from a parser callback: the head breaks one of our own limits."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
 
 
-def require_c_parser() -> None:
-    """Refuse to serve with the pure-Python parser: it is slower and has historically
-    been more lenient with ambiguous framing than llhttp."""
-    c_parser = getattr(aiohttp.http_parser, "HttpRequestParserC", None)
-    in_use = getattr(aiohttp.web_protocol, "HttpRequestParser", None)
-    if c_parser is None or in_use is not c_parser:
-        raise ParserUnavailable(
-            "aiohttp's C HTTP parser is not in use (is AIOHTTP_NO_EXTENSIONS set, or aiohttp "
-            "installed without its compiled extensions?); refusing to start"
-        )
+def _request_id() -> str:
+    return os.urandom(16).hex()
 
 
-def _head_timeout_answer(timeout: float) -> bytes:
-    """A complete 408 problem response, written straight to the transport: there is
-    no request object (the head never arrived) to hang an aiohttp response on."""
-    body = problem_body(408, f"the request head did not arrive within {timeout:g}s")
-    head = (
-        "HTTP/1.1 408 Request Timeout\r\n"
-        f"Content-Type: {PROBLEM_CONTENT_TYPE}\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Connection: close\r\n"
-        f"Date: {formatdate(usegmt=True)}\r\n"
-        "Server: gateway\r\n"
-        f"X-Request-ID: {os.urandom(16).hex()}\r\n\r\n"
+class EdgeConnection(asyncio.Protocol):
+    __slots__ = (
+        "server", "loop", "transport", "parser", "remote", "active", "queue", "closing", "refusal",
+        "head_started", "url", "url_size", "raw_headers", "head_size", "parsing", "reading_paused", "reading_done",
+        "body_paused", "write_paused", "drain_waiter", "task", "closed",
     )
-    return head.encode("ascii") + body
 
+    def __init__(self, server: EdgeServer) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.remote = ""
+        self.active: EdgeRequest | None = None
+        """The request being answered."""
+        self.queue: deque[EdgeRequest] = deque()
+        """Requests parsed ahead (pipelined), answered after the active one."""
+        self.parsing: EdgeRequest | None = None
+        """The request whose body the parser is reading."""
+        self.closing = False
+        """Close after the answer in progress (shutdown, or a failure)."""
+        self.reading_done = False
+        """Nothing more is parsed (half-close, upgrade, refusal): the queued requests
+        are answered, then the connection closes."""
+        self.refusal: tuple[int, str] | None = None
+        """The parser refused the bytes after the queued requests: answered after them."""
+        self.head_started = False
+        self.url: list[bytes] = []
+        self.url_size = 0
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.head_size = 0
+        self.reading_paused = False
+        self.body_paused = False
+        self.write_paused = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.closed = False
 
-class _EdgeRequestHandler(RequestHandler):
-    """One client connection. Relies on a few of ``RequestHandler``'s private
-    attributes (``_messages``, ``_request_count``, ``_request_in_progress``): the
-    header timer needs to know when a head starts and when the parser completed it."""
+    # -- transport events ---------------------------------------------------------------
 
-    __slots__ = ("_head_bytes", "_last_payload")
-
-    def __init__(self, manager: EdgeServer, **kwargs: Any) -> None:
-        super().__init__(manager, **kwargs)
-        self._head_bytes = False
-        """Some byte of the awaited head has arrived (so a timeout is answered 408)."""
-        self._last_payload: StreamReader | None = None
-        """The body of the last parsed request: bytes before its end are body, not head."""
-
-    def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
-        manager = self._manager
-        if isinstance(manager, EdgeServer):
-            manager.start_head_timer(self)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport subclass
+        peer = transport.get_extra_info("peername")
+        self.remote = peer[0] if isinstance(peer, tuple) and peer else ""
+        server = self.server
+        server.connections.add(self)
+        if server.closing:
+            transport.close()
+            return
+        # The first head is due within header_timeout of the accept.
+        self.head_started = False
+        server.set_deadline(self, server.header_timeout)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        manager = self._manager
-        if isinstance(manager, EdgeServer):
-            manager.stop_head_timer(self)
-        super().connection_lost(exc)
+        self.closed = True
+        server = self.server
+        server.connections.discard(self)
+        server.clear_deadline(self)
+        gone = ConnectionResetError("the client closed the connection")
+        if self.parsing is not None:
+            self.parsing.content.fail(gone)
+            self.parsing = None
+        waiter = self.drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(gone)
+        self.queue.clear()
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        waiter = self.drain_waiter
+        if waiter is not None:
+            self.drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def eof_received(self) -> bool:
+        # A half-close ends what the client sends, not what it reads: answer what was
+        # asked, then close (returning True keeps our side open until then).
+        if self.parsing is not None:
+            self.parsing.content.fail(ConnectionResetError("the client closed before sending its body"))
+            self.parsing = None
+        self.reading_done = True
+        if self.active is None and not self.queue:
+            self._close()
+        return True
 
     def data_received(self, data: bytes) -> None:
-        manager = self._manager
-        if not isinstance(manager, EdgeServer) or self._force_close or self._close:
-            super().data_received(data)
+        if self.reading_done or self.closing:
             return
-        last = self._last_payload
-        if data and not self._request_in_progress and not self._messages and (last is None or last.is_eof()):
-            # Between requests: this byte starts (or continues) a head.
-            manager.start_head_timer(self)
-            self._head_bytes = True
-        parsed = self._request_count
-        super().data_received(data)
-        if self._request_count != parsed:
-            # The parser produced a message (or a refusal): the head is complete.
-            manager.stop_head_timer(self)
-            self._head_bytes = False
-            self._last_payload = self._messages[-1][1] if self._messages else None
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # Answer the upgrade request as a plain one, read nothing after it.
+            self._stop_reading()
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Refused):
+                self._refuse(cause.status, cause.detail)
+            else:
+                log.error("error parsing a request from %s", self.remote, exc_info=cause or exc)
+                self._refuse(400, "malformed HTTP request")
+        except httptools.HttpParserError as exc:
+            self._refuse(400, f"malformed HTTP request: {exc}")
+
+    # -- parser callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.url = []
+        self.url_size = 0
+        self.raw_headers = []
+        self.head_size = 0
+        if not self.head_started:
+            self.head_started = True
+            self.server.set_deadline(self, self.server.header_timeout, keep=self.active is None)
+
+    def on_url(self, url: bytes) -> None:
+        self.url_size += len(url)
+        if self.url_size > self.server.max_line_size:
+            raise _Refused(414, "request target too long")
+        self.url.append(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self.raw_headers
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > self.server.max_header_size:
+            raise _Refused(431, f"request headers exceed {self.server.max_header_size} bytes")
+        if len(headers) >= _MAX_HEADERS:
+            raise _Refused(431, f"more than {_MAX_HEADERS} request header lines")
+        headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        version = _VERSIONS.get(parser.get_http_version())
+        if version is None:
+            raise _Refused(505, "HTTP version not supported")
+        url = self.url[0] if len(self.url) == 1 else b"".join(self.url)
+        request = EdgeRequest(
+            conn=self,
+            method=parser.get_method().decode("ascii"),
+            version=version,
+            raw_path=url.decode("utf-8", "surrogateescape"),
+            raw_headers=self.raw_headers,
+            remote=self.remote,
+            keep_alive=parser.should_keep_alive() and not parser.should_upgrade(),
+        )
+        if request.chunked or request.content_length:
+            request.content = BodyStream(self)
+        self.parsing = request
+        self.head_started = False
+        server = self.server
+        if self.active is None:
+            server.clear_deadline(self)
+            self._start(request)
+        else:
+            self.queue.append(request)
+            if len(self.queue) >= _QUEUE_PAUSE:
+                self._pause_reading()
+
+    def on_body(self, body: bytes) -> None:
+        request = self.parsing
+        if request is not None:
+            request.content.feed(body)
+
+    def on_message_complete(self) -> None:
+        request = self.parsing
+        if request is not None:
+            request.content.feed_eof()
+            self.parsing = None
+
+    # -- answering ----------------------------------------------------------------------
+
+    def _start(self, request: EdgeRequest) -> None:
+        self.active = request
+        self.task = self.loop.create_task(self.server.handler(request))
+
+    def write(self, data: bytes) -> None:
+        """Write to the client; ``ConnectionResetError`` once it has gone."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the client closed the connection")
+        transport.write(data)
+
+    async def drain(self) -> None:
+        if self.write_paused and not self.closed:
+            waiter = self.drain_waiter
+            if waiter is None:
+                waiter = self.drain_waiter = self.loop.create_future()
+            await waiter
+
+    def abort(self) -> None:
+        transport = self.transport
+        if transport is not None:
+            transport.abort()
+
+    def keeps_alive(self, request: EdgeRequest) -> bool:
+        """Whether the answer to ``request`` may leave the connection open: asked for,
+        not shutting down, and the request's body read to its end (else the next
+        bytes are the middle of a body, not a request)."""
+        return request.keep_alive and not self.closing and not self.server.closing and request.content.is_eof()
+
+    def finished(self, request: EdgeRequest, keep_alive: bool) -> None:
+        """The answer to ``request`` is written: go on with the next request, or close."""
+        self.active = None
+        self.task = None
+        if self.transport is None:
+            return
+        if not keep_alive:
+            self._close()
+            return
+        # Whatever of its body was left unread no longer holds reading back.
+        self.body_paused = False
+        if self.queue:
+            self._start(self.queue.popleft())
+            if self.reading_paused and len(self.queue) < _QUEUE_PAUSE // 2:
+                self._resume_reading()
+            return
+        if self.refusal is not None:
+            status, detail = self.refusal
+            self._answer_refusal(status, detail)
+            return
+        if self.reading_done or self.closing:
+            self._close()
+            return
+        if self.reading_paused:
+            self._resume_reading()
+        server = self.server
+        if self.head_started:
+            server.set_deadline(self, server.header_timeout)
+        else:
+            server.set_deadline(self, _KEEPALIVE_TIMEOUT, idle=True)
+
+    # -- refusals and closing -----------------------------------------------------------
+
+    def _refuse(self, status: int, detail: str) -> None:
+        self._stop_reading()
+        if self.parsing is not None:
+            # A body that turned out malformed mid-way: its request cannot be answered
+            # as if whole.
+            self.parsing.content.fail(ConnectionResetError("malformed request body"))
+            self.parsing = None
+        if self.active is None and not self.queue:
+            self._answer_refusal(status, detail)
+        else:
+            self.refusal = (status, detail)
+
+    def _answer_refusal(self, status: int, detail: str) -> None:
+        server = self.server
+        server.refusal_log.log("refused request from %s: %s %s", self.remote, status, detail)
+        if server.on_refused is not None:
+            server.on_refused(status)
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            # Every response carries a request id, even one for a request we could not parse.
+            transport.write(encode_problem(Problem(status, detail), [("X-Request-ID", _request_id())], keep_alive=False))
+        self._close()
 
     def head_timed_out(self, timeout: float) -> None:
         """Called by the sweep: this connection's head is late. Answer 408 if the
         client sent part of one (a silent connection is just closed, as nginx does)."""
+        server = self.server
+        if self.head_started and self.active is None:
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                problem = Problem(408, f"the request head did not arrive within {timeout:g}s")
+                transport.write(encode_problem(problem, [("X-Request-ID", _request_id())], keep_alive=False))
+            if server.on_refused is not None:
+                server.on_refused(408)
+        server.slow_head_log.log("closed a connection from %s: no complete request head within %gs", self.remote, timeout)
+        self._close()
+
+    def _stop_reading(self) -> None:
+        self.reading_done = True
+        self._pause_reading()
+
+    def _pause_reading(self) -> None:
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+            if self.head_started:
+                # A head cut short by our own pause is not the client's slowness.
+                self.server.clear_deadline(self)
+
+    def _resume_reading(self) -> None:
+        if self.reading_paused and self.transport is not None and not self.reading_done:
+            self.reading_paused = False
+            self.transport.resume_reading()
+            if self.head_started:
+                self.server.set_deadline(self, self.server.header_timeout)
+
+    def pause_body(self) -> None:
+        """A request body is arriving faster than the upstream takes it."""
+        self.body_paused = True
+        self._pause_reading()
+
+    def resume_body(self) -> None:
+        if self.body_paused:
+            self.body_paused = False
+            if len(self.queue) < _QUEUE_PAUSE // 2:
+                self._resume_reading()
+
+    def _close(self) -> None:
+        self.closing = True
+        self.server.clear_deadline(self)
         transport = self.transport
-        manager = self._manager
-        if transport is None or self._force_close or not isinstance(manager, EdgeServer):
-            return
-        if self._head_bytes:
-            transport.write(_head_timeout_answer(timeout))
-            if manager.on_refused is not None:
-                manager.on_refused(408)
-        manager.slow_head_log.log(
-            "closed a connection from %s: no complete request head within %gs", self.peername, timeout
-        )
-        self.force_close()
+        if transport is not None:
+            transport.close()
 
-    def handle_error(
-        self,
-        request: web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        manager = self._manager
-        if status >= 500:
-            log.error("error handling request from %s", request.remote, exc_info=exc)
-        elif isinstance(manager, EdgeServer):
-            # The client's doing, and a client can do it as fast as it likes: counted
-            # (on_refused), but only sampled in the log.
-            manager.refusal_log.log("refused request from %s: %s %s", request.remote, status, message or exc)
-        else:
-            log.info("refused request from %s: %s %s", request.remote, status, message or exc)
-        if isinstance(manager, EdgeServer) and manager.on_refused is not None:
-            manager.on_refused(status)
-        if request.writer.output_size > 0:
-            raise ConnectionError("response already started; closing the connection")
-        detail = "malformed HTTP request" if status == 400 else HTTPStatus(status).description
-        # Every response carries a request id, even one for a request we could not parse.
-        response = problem_response(status, detail, headers={"X-Request-ID": os.urandom(16).hex()})
-        response.force_close()
-        return response
+    def close_if_idle(self) -> bool:
+        if self.active is None and not self.queue:
+            self._close()
+            return True
+        self.closing = True
+        return False
 
 
-class EdgeServer(web.Server):
-    """``web.Server`` whose connections use :class:`_EdgeRequestHandler`.
+class EdgeServer:
+    """The protocol factory of the proxy listeners, and what their connections share:
+    limits (changed by a reload), the deadline sweep, the sampled logs, shutdown.
 
-    ``on_refused(status)`` is told of every request the parser refused and of every
-    head that timed out after its first byte, so that they are counted like any other
+    ``on_refused(status)`` is told of every request refused before it became a
+    request (parser refusals, late heads) so that they are counted like any other
     answer; ``refusal_log`` and ``slow_head_log`` write a sample of them.
     """
 
     def __init__(
         self,
-        handler: Any,
+        handler: Callable[[EdgeRequest], Awaitable[None]],
         *,
+        loop: asyncio.AbstractEventLoop | None = None,
         on_refused: Callable[[int], None] | None = None,
         header_timeout: float = 10.0,
-        **kwargs: Any,
+        max_header_size: int = 8192,
     ) -> None:
-        super().__init__(handler, **kwargs)
+        self.handler = handler
+        self.loop: asyncio.AbstractEventLoop = loop  # type: ignore[assignment]  # set by the first connection
         self.on_refused = on_refused
         self.header_timeout = header_timeout
+        self.max_header_size = max_header_size
+        self.max_line_size = max(_MIN_LINE, max_header_size)
         self.refusal_log = RateLimitedLog(log)
         self.slow_head_log = RateLimitedLog(log)
-        self._awaiting_head: dict[_EdgeRequestHandler, float] = {}
-        """Connections whose request head has not arrived yet, with their deadline."""
-        self._sweep_handle: Any = None
+        self.connections: set[EdgeConnection] = set()
+        self.closing = False
+        self._deadlines: dict[EdgeConnection, tuple[float, bool]] = {}
+        """Connections with a head due (False) or idle between requests (True), and when."""
+        self._sweep_handle: asyncio.TimerHandle | None = None
 
-    def __call__(self) -> RequestHandler:
-        kwargs: dict[str, Any] = self._kwargs
-        return _EdgeRequestHandler(self, loop=self._loop, **kwargs)
+    def __call__(self) -> EdgeConnection:
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+        return EdgeConnection(self)
 
     def apply_limits(self, *, max_header_size: int, header_timeout: float) -> None:
         """Take ``server.max_header_size`` and ``server.header_timeout`` (at start-up
-        and on every reload). The parser limits are handler arguments, read when a
-        connection is accepted, so they apply to every connection accepted after this."""
-        kwargs: dict[str, Any] = self._kwargs
-        # A request line is not a header: keep aiohttp's own 8190 floor for it.
-        kwargs["max_line_size"] = max(8190, max_header_size)
-        kwargs["max_field_size"] = max_header_size
+        and on every reload); they apply to every head parsed from then on."""
+        self.max_header_size = max_header_size
+        # A request line is not a header: keep a floor of 8190 bytes for it, as aiohttp does.
+        self.max_line_size = max(_MIN_LINE, max_header_size)
         self.header_timeout = header_timeout
 
-    def start_head_timer(self, handler: _EdgeRequestHandler) -> None:
-        """Start ``handler``'s head timer unless it is already running."""
-        if handler in self._awaiting_head:
-            return
-        self._awaiting_head[handler] = self._loop.time() + self.header_timeout
-        if self._sweep_handle is None:
-            self._sweep_handle = self._loop.call_later(self._sweep_interval(), self._sweep)
+    # -- the deadline sweep -------------------------------------------------------------
 
-    def stop_head_timer(self, handler: _EdgeRequestHandler) -> None:
-        self._awaiting_head.pop(handler, None)
+    def set_deadline(self, conn: EdgeConnection, after: float, *, idle: bool = False, keep: bool = True) -> None:
+        if not keep:
+            return
+        self._deadlines[conn] = (self.loop.time() + after, idle)
+        if self._sweep_handle is None:
+            self._sweep_handle = self.loop.call_later(self._sweep_interval(), self._sweep)
+
+    def clear_deadline(self, conn: EdgeConnection) -> None:
+        self._deadlines.pop(conn, None)
 
     def _sweep_interval(self) -> float:
         # Late by at most one interval: a second, or less for a test's tiny timeout.
@@ -222,17 +460,33 @@ class EdgeServer(web.Server):
 
     def _sweep(self) -> None:
         self._sweep_handle = None
-        now = self._loop.time()
-        late = [handler for handler, deadline in self._awaiting_head.items() if deadline <= now]
-        for handler in late:
-            del self._awaiting_head[handler]
-            handler.head_timed_out(self.header_timeout)
-        if self._awaiting_head:
-            self._sweep_handle = self._loop.call_later(self._sweep_interval(), self._sweep)
+        now = self.loop.time()
+        late = [(conn, idle) for conn, (deadline, idle) in self._deadlines.items() if deadline <= now]
+        for conn, idle in late:
+            del self._deadlines[conn]
+            if idle:
+                conn.close_if_idle()
+            else:
+                conn.head_timed_out(self.header_timeout)
+        if self._deadlines:
+            self._sweep_handle = self.loop.call_later(self._sweep_interval(), self._sweep)
 
-    async def shutdown(self, timeout: float | None = None) -> None:
+    # -- shutdown -----------------------------------------------------------------------
+
+    async def shutdown(self, timeout: float) -> None:
+        """Close idle connections now, the others after their answer in progress;
+        abort what is still open after ``timeout``."""
+        self.closing = True
+        if self.loop is None:
+            return
+        for conn in list(self.connections):
+            conn.close_if_idle()
+        deadline = self.loop.time() + timeout
+        while self.connections and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
         if self._sweep_handle is not None:
             self._sweep_handle.cancel()
             self._sweep_handle = None
-        self._awaiting_head.clear()
-        await super().shutdown(timeout)
+        self._deadlines.clear()

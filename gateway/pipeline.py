@@ -1,25 +1,39 @@
 """Stages and how a route's chain is built from them.
 
-A stage has aiohttp's middleware shape, ``async def stage(request, handler)``: it may
-answer itself (raise :class:`~gateway.problem.Problem` or return a response) or call
-``handler(request)`` to go on. Each stage module exports ``build(route, deps)`` which
-validates and compiles its config once and returns the stage, or ``None`` when the
-route does not use it. The chain of a route is composed once, at start-up or reload,
-in the order of :data:`gateway.stages.STAGES`, ending in the route's forwarder.
+Two shapes of stage, both compiled once per route by ``build(route, deps)`` (which
+returns ``None`` when the route does not use it):
+
+- a **gate**, ``gate(request, ex)``: decides without awaiting and returns ``None``
+  to go on; it refuses by raising :class:`~gateway.problem.Problem`, or answers
+  itself by returning an :data:`Answer` (a CORS preflight). Only when a decision
+  needs I/O (a JWKS miss, a Redis throttle decision) does it return an awaitable of
+  the same verdict instead. Firewall, CORS, authenticate, throttle and authorize
+  are gates: on the common path a request passes them all as plain calls, with no
+  coroutine frame per stage;
+- a **wrapper**, ``async def stage(request, handler)`` (marked ``wraps = True``):
+  drives what comes after it itself. The cache is one: it answers from an entry, or
+  calls the forwarder's fetch and render around storing.
+
+A route's chain is its gates, in the order of :data:`gateway.stages.STAGES`, then
+its wrappers nested around its forwarder (:class:`Chain`); the edge runs it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, Union
 
 from aiohttp import web
 
 from gateway.config.models import GatewayConfig, RouteConfig
+from gateway.edge_request import EdgeRequest
+from gateway.exchange import Exchange
 from gateway.metrics import Metrics
+from gateway.raw_response import RawResponse, Streamed
 
 if TYPE_CHECKING:
     from gateway.auth.verifier import JwtAuthenticator
@@ -28,13 +42,34 @@ if TYPE_CHECKING:
     from gateway.store.base import Store
     from gateway.upstream import Upstream
 
-__all__ = ["Handler", "Stage", "StageFactory", "StageDeps", "compose", "build_chain"]
+__all__ = [
+    "Answer", "Verdict", "Gate", "Handler", "Stage", "StageFactory", "StageDeps", "Chain", "compose", "build_chain",
+    "is_wrapper",
+]
 
-Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+Answer = RawResponse | Streamed | web.Response
+"""What a chain returns: a complete response for the edge to write, one the forwarder
+already wrote (streamed), or a plain aiohttp response a stage built (a CORS preflight)."""
+
+Handler = Callable[[EdgeRequest], Awaitable[Answer]]
+
+Verdict = Union[Answer, None]
+"""A gate's decision: ``None`` goes on, an answer ends the chain (refusals raise)."""
+
+Gate = Callable[[EdgeRequest, Exchange], "Verdict | Awaitable[Verdict]"]
 
 
-class Stage(Protocol):
-    def __call__(self, request: web.BaseRequest, handler: Handler) -> Awaitable[web.StreamResponse]: ...
+class Wrapper(Protocol):
+    wraps: bool
+
+    def __call__(self, request: EdgeRequest, handler: Handler) -> Awaitable[Answer]: ...
+
+
+Stage = Union[Gate, Wrapper]
+
+
+def is_wrapper(stage: Stage) -> bool:
+    return getattr(stage, "wraps", False) is True
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +92,8 @@ class StageDeps:
 StageFactory = Callable[[RouteConfig, StageDeps], "Stage | None"]
 
 
-def compose(stages: Sequence[Stage], terminal: Handler) -> Handler:
-    """Nest ``stages`` around ``terminal``; the first stage runs first.
+def compose(stages: Sequence[Wrapper], terminal: Handler) -> Handler:
+    """Nest wrapping ``stages`` around ``terminal``; the first stage runs first.
 
     ``functools.partial`` binds each stage to its successor without an extra
     coroutine frame per stage on every request.
@@ -69,15 +104,46 @@ def compose(stages: Sequence[Stage], terminal: Handler) -> Handler:
     return handler
 
 
+class Chain:
+    """One route's compiled chain: its gates, then its handler (wrappers around the
+    forwarder). The edge runs it (``edge.py``); :meth:`run` is the same walk for
+    callers outside the edge."""
+
+    __slots__ = ("gates", "handler")
+
+    def __init__(self, gates: Sequence[Gate], handler: Handler) -> None:
+        self.gates = tuple(gates)
+        self.handler = handler
+
+    async def run(self, request: EdgeRequest, ex: Exchange) -> Answer:
+        for gate in self.gates:
+            verdict = gate(request, ex)
+            if verdict is not None:
+                if inspect.isawaitable(verdict):
+                    verdict = await verdict
+                    if verdict is None:
+                        continue
+                return verdict  # type: ignore[return-value]
+        return await self.handler(request)
+
+
 def build_chain(
     route: RouteConfig, deps: StageDeps, registry: Mapping[str, StageFactory], terminal: Handler
-) -> tuple[Handler, tuple[str, ...]]:
+) -> tuple[Chain, tuple[str, ...]]:
     """Compile one route's chain; returns it with the names of the stages it uses."""
-    stages: list[Stage] = []
+    gates: list[Gate] = []
+    wrappers: list[Wrapper] = []
     names: list[str] = []
     for name, factory in registry.items():
         stage = factory(route, deps)
-        if stage is not None:
-            stages.append(stage)
-            names.append(name)
-    return compose(stages, terminal), tuple(names)
+        if stage is None:
+            continue
+        if is_wrapper(stage):
+            wrappers.append(stage)  # type: ignore[arg-type]
+        elif wrappers:
+            # A gate after a wrapper would run inside it (after a cache hit was served).
+            raise ValueError(f"stage {name!r} is a gate but comes after a wrapping stage")
+        else:
+            gates.append(stage)  # type: ignore[arg-type]
+        names.append(name)
+    return Chain(gates, compose(wrappers, terminal)), tuple(names)

@@ -64,6 +64,12 @@ class Problem(Exception):
         self.title = title
         self.close = close
 
+    @property
+    def closes(self) -> bool:
+        """The connection ends after this answer: the client may still be sending a
+        body we will not read, or its framing cannot be trusted."""
+        return self.close or self.status in _CLOSE_AFTER
+
     def response(self) -> web.Response:
         response = problem_response(self.status, self.detail, headers=self.headers, title=self.title)
         if self.close or self.status in _CLOSE_AFTER:

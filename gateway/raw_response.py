@@ -1,29 +1,43 @@
-"""A proxied response whose head is written as the bytes the upstream sent.
+"""Responses as the bytes the proxy port writes.
 
 The common case of a proxy is a small, complete upstream response to an HTTP/1.1
-client. Through ``web.Response`` it would be decoded into a ``CIMultiDict``, given a
-``Content-Type: application/octet-stream`` and a ``Server: Python/aiohttp`` banner
-the upstream never sent, and serialised again. Here the upstream's header lines pass
-through as bytes (minus hop-by-hop ones), the gateway's own headers are appended,
-and head and body leave in one write.
+client. Its header lines pass through as the bytes the upstream sent (minus
+hop-by-hop ones and those its ``Connection`` names), the gateway's own headers are
+appended, and head and body leave in one write: no decode into a mapping and
+serialise again, no ``Content-Type: application/octet-stream`` or aiohttp banner the
+upstream never sent.
 
-Stages may still add headers with ``response.headers[...] = ...`` until it is
-prepared; they are appended after the upstream's. Everything else about the
-response (status, keep-alive, the prepared/eof life cycle the server protocol
-relies on) is the ordinary ``StreamResponse``'s.
+:func:`encode_head` is that one head encoder; every answer on the proxy port goes
+through it: a relayed upstream response (:class:`RawResponse`, or the head of a
+streamed one), a cache entry (also a :class:`RawResponse`), a problem document
+(:func:`encode_problem`), and the few plain responses stages build with aiohttp's
+``web.Response`` (a CORS preflight: :func:`encode_web_response`). A header the gateway
+adds replaces the upstream's of that name, except ``Vary``, which is merged (CORS
+adding ``Origin`` must keep the upstream's names).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from email.utils import formatdate
+from http import HTTPStatus
 
 from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
-from aiohttp.helpers import rfc822_formatted_time
+from multidict import CIMultiDict
 
 from gateway.headers import merge_vary
+from gateway.problem import PROBLEM_CONTENT_TYPE, Problem, problem_body
 
-__all__ = ["RawResponse", "SKIPPED_RESPONSE_HEADERS"]
+__all__ = [
+    "RawResponse",
+    "Streamed",
+    "SKIPPED_RESPONSE_HEADERS",
+    "encode_head",
+    "encode_problem",
+    "encode_web_response",
+    "http_date",
+]
 
 SKIPPED_RESPONSE_HEADERS = frozenset(
     {
@@ -41,8 +55,99 @@ SKIPPED_RESPONSE_HEADERS = frozenset(
     }
 )
 
+_PHRASES = {status.value: status.phrase.encode("latin-1") for status in HTTPStatus}
+_NO_BODY = frozenset({204, 304})
 
-class RawResponse(web.StreamResponse):
+_date_second = -1
+_date_line = b""
+
+
+def http_date() -> bytes:
+    """``Date: ...\\r\\n`` for now, formatted once per second (not per response)."""
+    global _date_second, _date_line
+    now = int(time.time())
+    if now != _date_second:
+        _date_second = now
+        _date_line = b"Date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+    return _date_line
+
+
+def _merged(added: Sequence[tuple[str, str]]) -> dict[bytes, tuple[bytes, str]]:
+    """The gateway's headers by lower-cased name: a later one replaces an earlier one
+    of the same name, except Vary, which merges."""
+    out: dict[bytes, tuple[bytes, str]] = {}
+    for name, value in added:
+        key = name.lower().encode("latin-1")
+        if key == b"vary" and key in out:
+            value = merge_vary(out[key][1], value)
+        out[key] = (name.encode("latin-1"), value)
+    return out
+
+
+def encode_head(
+    status: int,
+    reason: str | bytes | None,
+    raw_headers: Sequence[tuple[bytes, bytes]],
+    added: Sequence[tuple[str, str]],
+    *,
+    length: int | None,
+    chunked: bool = False,
+    keep_alive: bool = True,
+) -> bytes:
+    """The response head: the upstream's lines, the gateway's ``added`` ones, and the
+    framing: ``Content-Length: length`` (None: none, e.g. a 304 or a close-delimited
+    body), or ``Transfer-Encoding: chunked``."""
+    if reason is None or reason == "" or reason == b"":
+        phrase = _PHRASES.get(status, b"Unknown")
+    elif isinstance(reason, str):
+        phrase = reason.encode("latin-1", "replace")
+    else:
+        phrase = reason
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, phrase)]
+    ours = _merged(added)
+    named: frozenset[bytes] | None = None
+    has_date = has_server = False
+    vary = ours.get(b"vary")
+    vary_value = vary[1] if vary is not None else None
+    for name, value in raw_headers:
+        lower = name.lower()
+        if lower in SKIPPED_RESPONSE_HEADERS or lower in ours:
+            if lower == b"connection":
+                named = frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
+            elif lower == b"vary" and vary_value is not None:
+                vary_value = merge_vary(value.decode("latin-1"), vary_value)
+            continue
+        if lower == b"date":
+            has_date = True
+        elif lower == b"server":
+            has_server = True
+        lines.append(name + b": " + value + b"\r\n")
+    if named:
+        lines = [lines[0]] + [line for line in lines[1:] if line.split(b":", 1)[0].lower() not in named]
+    if not has_date:
+        lines.append(http_date())
+    if not has_server and b"server" not in ours:
+        lines.append(b"Server: gateway\r\n")
+    for key, (name, value) in ours.items():
+        if key == b"vary" and vary_value is not None:
+            value = vary_value
+        lines.append(name + b": " + value.encode("utf-8", "surrogateescape") + b"\r\n")
+    if length is not None:
+        lines.append(b"Content-Length: %d\r\n" % length)
+    elif chunked:
+        lines.append(b"Transfer-Encoding: chunked\r\n")
+    if not keep_alive:
+        lines.append(b"Connection: close\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+class RawResponse:
+    """A complete response whose head is the upstream's (or a cache entry's) header
+    bytes. Stages may add headers with ``response.headers[...] = ...``."""
+
+    __slots__ = ("status", "reason", "raw_headers", "body", "send_body", "with_length", "keep_alive", "_headers")
+
     def __init__(
         self,
         *,
@@ -55,64 +160,77 @@ class RawResponse(web.StreamResponse):
     ) -> None:
         """``send_body=False`` answers a HEAD (the length of ``body`` is announced,
         the body is not sent); ``with_length=False`` too, for a 304."""
-        super().__init__(status=status, reason=reason or None)
+        self.status = status
+        self.reason = reason
         self.raw_headers = raw_headers
         self.body = body
         self.send_body = send_body
         self.with_length = with_length
+        self.keep_alive: bool | None = None
+        self._headers: CIMultiDict[str] | None = None
 
-    def _head(self, keep_alive: bool) -> bytes:
-        lines = [b"HTTP/1.1 %d %s\r\n" % (self.status, self.reason.encode("latin-1"))]
-        named: frozenset[bytes] | None = None
-        has_date = has_server = False
-        added = self.headers
-        # A header the gateway sets replaces the upstream's, except Vary, which is
-        # merged into one list (CORS adding Origin must keep the upstream's names).
-        replaced = frozenset(n.lower().encode("latin-1") for n in added) if added else ()
-        vary = added.get("Vary") if added else None
-        for name, value in self.raw_headers:
-            lower = name.lower()
-            if lower in SKIPPED_RESPONSE_HEADERS or lower in replaced:
-                if lower == b"connection":
-                    named = frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
-                elif lower == b"vary" and vary is not None:
-                    vary = merge_vary(value.decode("latin-1"), vary)
-                continue
-            if lower == b"date":
-                has_date = True
-            elif lower == b"server":
-                has_server = True
-            lines.append(name + b": " + value + b"\r\n")
-        if named:
-            lines = [lines[0]] + [line for line in lines[1:] if line.split(b":", 1)[0].lower() not in named]
-        if not has_date:
-            lines.append(b"Date: " + rfc822_formatted_time().encode("ascii") + b"\r\n")
-        if not has_server:
-            lines.append(b"Server: gateway\r\n")
-        for name, value in added.items():
-            if name.lower() == "vary":
-                value = vary or value
-            lines.append(name.encode("latin-1") + b": " + value.encode("utf-8") + b"\r\n")
-        if self.with_length:
-            lines.append(b"Content-Length: %d\r\n" % len(self.body))
-        if not keep_alive:
-            lines.append(b"Connection: close\r\n")
-        lines.append(b"\r\n")
-        return b"".join(lines)
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        """Headers a stage adds; they replace the upstream's of the same name."""
+        if self._headers is None:
+            self._headers = CIMultiDict()
+        return self._headers
 
-    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        if self._eof_sent:
-            return None
-        if self._payload_writer is not None:
-            return self._payload_writer
-        self._req = request
-        writer = self._payload_writer = request._payload_writer
-        keep_alive = self._keep_alive if self._keep_alive is not None else request.keep_alive
-        self._keep_alive = keep_alive
-        head = self._head(keep_alive)
-        writer._write(head + self.body if self.send_body else head)  # type: ignore[attr-defined]
-        await writer.drain()
-        return writer
+    def force_close(self) -> None:
+        self.keep_alive = False
 
-    async def write_eof(self, data: bytes = b"") -> None:
-        self._eof_sent = True
+    def head(self, keep_alive: bool, added: Sequence[tuple[str, str]] = ()) -> bytes:
+        """The head, with the stages' headers, then ``added`` (the edge's)."""
+        if self._headers:
+            added = [*self._headers.items(), *added]
+        return encode_head(
+            self.status,
+            self.reason,
+            self.raw_headers,
+            added,
+            length=len(self.body) if self.with_length else None,
+            keep_alive=keep_alive,
+        )
+
+    def encode(self, keep_alive: bool, added: Sequence[tuple[str, str]] = ()) -> bytes:
+        head = self.head(keep_alive, added)
+        return head + self.body if self.send_body else head
+
+
+class Streamed:
+    """A response the forwarder already wrote (streamed, or a body-less HEAD/204/304
+    answer): the edge only records it."""
+
+    __slots__ = ("status", "keep_alive")
+
+    def __init__(self, status: int, keep_alive: bool) -> None:
+        self.status = status
+        self.keep_alive = keep_alive
+
+
+def encode_problem(
+    problem: Problem, added: Sequence[tuple[str, str]], *, keep_alive: bool, head_only: bool = False
+) -> bytes:
+    """A problem document (RFC 9457) as a complete response."""
+    body = problem_body(problem.status, problem.detail, title=problem.title)
+    raw = [(b"Content-Type", PROBLEM_CONTENT_TYPE.encode("ascii"))]
+    if problem.headers:
+        raw.extend((n.encode("latin-1"), v.encode("utf-8")) for n, v in problem.headers.items())
+    head = encode_head(problem.status, None, raw, added, length=len(body), keep_alive=keep_alive)
+    return head if head_only else head + body
+
+
+def encode_web_response(
+    response: web.Response, added: Sequence[tuple[str, str]], *, keep_alive: bool, head_only: bool = False
+) -> bytes:
+    """A plain aiohttp ``web.Response`` a stage built (a CORS preflight)."""
+    body = response.body if isinstance(response.body, bytes) else b""
+    raw = [
+        (n.encode("latin-1"), v.encode("utf-8"))
+        for n, v in response.headers.items()
+        if n.lower() not in ("content-length", "transfer-encoding", "connection")
+    ]
+    status = response.status
+    length = None if status in _NO_BODY or status < 200 else len(body)
+    head = encode_head(status, response.reason, raw, added, length=length, keep_alive=keep_alive)
+    return head if head_only or length is None else head + body

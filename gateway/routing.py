@@ -10,11 +10,14 @@ deepest configured prefix) instead of testing every route.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.config.models import RouteConfig
+
+if TYPE_CHECKING:
+    from gateway.pipeline import Chain
 
 __all__ = ["CompiledRoute", "Router", "RouteMatch"]
 
@@ -27,7 +30,7 @@ class CompiledRoute:
     prefix: str
     methods: frozenset[str] | None
     host: str | None
-    handler: Callable[..., Any] | None = None
+    handler: Chain | None = None
     """The route's compiled stage chain, filled in by the pipeline builder."""
     cache_bypass: Any = None
     """Set when the route has ``cache``: its ``gateway_cache_requests_total{result=

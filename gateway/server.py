@@ -91,16 +91,12 @@ class GatewayProcess:
         self.generations = Generations(worker_channel.parent / GENERATIONS_FILE if worker_channel is not None else None)
         self.runtime = Runtime(config, metrics=self.metrics, generations=self.generations)
         self.edge = EdgeHandler(self.runtime, metrics=self.metrics, access_log=self.access_log)
+        # Bodies cross as sent (SPEC §4a): the edge never inflates a gzip/deflate
+        # request body (inflated bytes past the client's Content-Length would reach the
+        # upstream as a second request).
         self.http = EdgeServer(
             self.edge,
             on_refused=lambda status: self.metrics.observe_request("none", "OTHER", status, 0.0),
-            max_headers=256,
-            access_log=None,
-            keepalive_timeout=75.0,
-            # Bodies cross as sent (SPEC §4a). aiohttp would inflate gzip/deflate
-            # request bodies, and the forwarder sends the client's Content-Length:
-            # the inflated bytes past it would reach the upstream as a second request.
-            auto_decompress=False,
         )
         self.http.apply_limits(max_header_size=config.server.max_header_size, header_timeout=config.server.header_timeout)
         self._servers: list[asyncio.AbstractServer] = []

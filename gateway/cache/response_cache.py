@@ -26,10 +26,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import web
-
 from gateway.cache.coalescing import Coalescer
 from gateway.cache.store import CacheStore, CacheStoreDown, CacheStoreError, under_prefix
+from gateway.edge_request import EdgeRequest
 from gateway.exchange import Exchange
 from gateway.metrics import Metrics
 from gateway.path import PathError, normalise_path
@@ -132,10 +131,10 @@ class ResponseCache:
         if used is not None:
             self._bytes.set(used)
 
-    async def on_write(self, request: web.BaseRequest, ex: Exchange, head: ResponseHead) -> None:
+    async def on_write(self, request: EdgeRequest, ex: Exchange, head: ResponseHead) -> None:
         locations = [v for n, v in head.headers if n.lower() in (b"location", b"content-location")]
         forwarded_host, _ = forwarded_host_proto(request, ex)
-        paths = invalidated_paths(ex.path, request.headers.get("Host"), locations, forwarded_host)
+        paths = invalidated_paths(ex.path, request.host, locations, forwarded_host)
         try:
             await self.store.invalidate(paths)
         except CacheStoreError as exc:

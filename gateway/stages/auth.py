@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable
 from types import MappingProxyType
 
-from aiohttp import web
-
-from gateway.auth.verifier import REASONS, AuthFailure
+from gateway.auth.verifier import REASONS, AuthFailure, VerifiedToken
 from gateway.config.models import RouteConfig
-from gateway.exchange import EXCHANGE
-from gateway.pipeline import Handler, Stage, StageDeps
+from gateway.edge_request import EdgeRequest
+from gateway.exchange import Exchange
+from gateway.pipeline import Stage, StageDeps
 from gateway.problem import Problem
 
 __all__ = ["build", "parse_bearer", "MAX_TOKEN_LENGTH"]
@@ -80,29 +80,35 @@ def build(route: RouteConfig, deps: StageDeps) -> Stage | None:
         log.debug("route %s: token refused (%s): %s", route_name, failure.reason, failure.description)
         return Problem(401, failure.description, headers=_challenge(failure.description))
 
-    async def authenticate(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
-        ex = request[EXCHANGE]
+    def accept(ex: Exchange, verified: VerifiedToken) -> None:
+        ex.subject = verified.subject
+        ex.claims = verified.claims
+        if verified.upstream_headers:
+            ex.upstream_headers.extend(verified.upstream_headers)
+
+    async def verify(ex: Exchange, token: str) -> None:
+        try:
+            accept(ex, await authenticator.verify(token))
+        except AuthFailure as failure:
+            ex.auth_problem = refuse(failure)
+
+    def authenticate(request: EdgeRequest, ex: Exchange) -> Awaitable[None] | None:
         value = request.headers.get("Authorization")
         if value is None:
             if required:
                 failures["missing"].inc()
                 ex.auth_problem = Problem(401, "this route needs a bearer token", headers=_CHALLENGE_MISSING)
-            return await handler(request)
+            return None
         token = parse_bearer(value)
         if token is None:
             ex.auth_problem = refuse(AuthFailure("malformed", _MALFORMED))
-            return await handler(request)
+            return None
         verified = authenticator.cached(token)
         if verified is None:
-            try:
-                verified = await authenticator.verify(token)
-            except AuthFailure as failure:
-                ex.auth_problem = refuse(failure)
-        if verified is not None:
-            ex.subject = verified.subject
-            ex.claims = verified.claims
-            if verified.upstream_headers:
-                ex.upstream_headers.extend(verified.upstream_headers)
-        return await handler(request)
+            # Not verified before (or expired from the cache): the signature check, and
+            # perhaps a JWKS fetch, is the one part that awaits.
+            return verify(ex, token)
+        accept(ex, verified)
+        return None
 
     return authenticate

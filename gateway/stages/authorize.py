@@ -11,12 +11,11 @@ request without a token stays anonymous, as it always was.
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from gateway.auth.verifier import REASONS, claim_matches
 from gateway.config.models import RouteConfig
-from gateway.exchange import EXCHANGE
-from gateway.pipeline import Handler, Stage, StageDeps
+from gateway.edge_request import EdgeRequest
+from gateway.exchange import Exchange
+from gateway.pipeline import Stage, StageDeps
 from gateway.problem import Problem
 
 __all__ = ["build"]
@@ -28,8 +27,7 @@ def build(route: RouteConfig, deps: StageDeps) -> Stage | None:
     requirements = tuple(route.require_claims.items())
     insufficient = deps.metrics.auth_failures(route.name, REASONS)["insufficient_claims"]
 
-    async def authorize(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
-        ex = request[EXCHANGE]
+    def authorize(request: EdgeRequest, ex: Exchange) -> None:
         problem = ex.auth_problem
         if problem is not None:
             raise problem
@@ -44,6 +42,6 @@ def build(route: RouteConfig, deps: StageDeps) -> Stage | None:
                 ):
                     insufficient.inc()
                     raise Problem(403, "the token does not grant access to this route")
-        return await handler(request)
+        return None
 
     return authorize

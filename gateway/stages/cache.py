@@ -35,17 +35,16 @@ from collections.abc import Sequence
 from typing import Any
 from email.utils import parsedate_to_datetime
 
-from aiohttp import web
-
+from gateway.cache.coalescing import Coalescer
 from gateway.cache.entry import Entry
 from gateway.cache.key import CacheKey, canonical_query, make_key
 from gateway.cache.policy import BYPASS_HEADERS, Freshness, RoutePolicy
 from gateway.cache.response_cache import ResponseCache
 from gateway.cache.store import CacheStoreError
-from gateway.cache.coalescing import Coalescer
 from gateway.config.models import RouteConfig
+from gateway.edge_request import EdgeRequest
 from gateway.exchange import EXCHANGE, Exchange
-from gateway.pipeline import Handler, Stage, StageDeps
+from gateway.pipeline import Answer, Handler, Stage, StageDeps
 from gateway.problem import Problem
 from gateway.raw_response import SKIPPED_RESPONSE_HEADERS, RawResponse
 from gateway.upstream.connection import ResponseHead
@@ -138,7 +137,7 @@ def _etags(value: str) -> list[str]:
     return [tag.strip().removeprefix("W/") for tag in value.split(",") if tag.strip()]
 
 
-def _not_modified(request: web.BaseRequest, entry: Entry) -> bool:
+def _not_modified(request: EdgeRequest, entry: Entry) -> bool:
     """The client's own validators match the entry (RFC 9110 §13.1.2/§13.1.3; weak
     comparison for If-None-Match, which takes precedence over If-Modified-Since).
     Only a 2xx entry is ever "not modified": preconditions are ignored for any other
@@ -163,6 +162,9 @@ def _not_modified(request: web.BaseRequest, entry: Entry) -> bool:
 class CacheStage:
     __slots__ = ("route", "policy", "cache", "forwarder", "results", "wait")
 
+    wraps = True
+    """A wrapping stage (gateway/pipeline.py): it drives the forwarder itself."""
+
     def __init__(
         self, route: str, policy: RoutePolicy, cache: ResponseCache, forwarder: Forwarder, results: dict[str, object]
     ) -> None:
@@ -176,7 +178,7 @@ class CacheStage:
 
     # -- per request ----------------------------------------------------------------------
 
-    async def __call__(self, request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
+    async def __call__(self, request: EdgeRequest, handler: Handler) -> Answer:
         ex = request[EXCHANGE]
         method = request.method
         if method != "GET" and method != "HEAD":
@@ -214,7 +216,7 @@ class CacheStage:
             return await handler(request)
         return await self._fill(request, ex, key, entry)
 
-    async def _head_or_stale(self, request: web.BaseRequest, ex: Exchange, stale: Entry) -> web.StreamResponse:
+    async def _head_or_stale(self, request: EdgeRequest, ex: Exchange, stale: Entry) -> Answer:
         forwarder = self.forwarder
         try:
             result = await forwarder.fetch(request, ex)
@@ -232,7 +234,7 @@ class CacheStage:
         finally:
             forwarder.finish(result)
 
-    def _bypass_reason(self, request: web.BaseRequest, ex: Exchange) -> str | None:
+    def _bypass_reason(self, request: EdgeRequest, ex: Exchange) -> str | None:
         headers = request.headers
         if "Authorization" in headers and (not self.policy.per_user or ex.subject is None):
             return "authorization"
@@ -243,7 +245,7 @@ class CacheStage:
             return "body"
         return None
 
-    def _key(self, request: web.BaseRequest, ex: Exchange) -> CacheKey:
+    def _key(self, request: EdgeRequest, ex: Exchange) -> CacheKey:
         headers = request.headers
         host, proto = forwarded_host_proto(request, ex)
         vary: list[str | None] = []
@@ -267,8 +269,8 @@ class CacheStage:
         ex.extra_response_headers.append(("Cache-Status", cache_status))
 
     def _answer(
-        self, request: web.BaseRequest, entry: Entry, now: float, *, fresh_from: ResponseHead | None = None
-    ) -> web.StreamResponse:
+        self, request: EdgeRequest, entry: Entry, now: float, *, fresh_from: ResponseHead | None = None
+    ) -> Answer:
         """An answer made from an entry: the stored head and body in one write.
 
         ``fresh_from``: the entry was just made from this upstream answer, which this
@@ -296,7 +298,7 @@ class CacheStage:
 
     # -- misses ---------------------------------------------------------------------------
 
-    async def _fill(self, request: web.BaseRequest, ex: Exchange, key: CacheKey, stale: Entry | None) -> web.StreamResponse:
+    async def _fill(self, request: EdgeRequest, ex: Exchange, key: CacheKey, stale: Entry | None) -> Answer:
         cache = self.cache
         coalescer = cache.coalescer
         flight = coalescer.follow(key.variant)
@@ -363,8 +365,8 @@ class CacheStage:
         return None, False
 
     async def _fetch(
-        self, request: web.BaseRequest, ex: Exchange, key: CacheKey, stale: Entry | None
-    ) -> tuple[web.StreamResponse, Entry | None]:
+        self, request: EdgeRequest, ex: Exchange, key: CacheKey, stale: Entry | None
+    ) -> tuple[Answer, Entry | None]:
         """Ask the upstream (conditionally when ``stale`` has a validator), relay the
         answer, and store it when it may be."""
         cache = self.cache
@@ -427,7 +429,7 @@ class CacheStage:
         finally:
             forwarder.finish(result)
 
-    def _serve_stale(self, request: web.BaseRequest, ex: Exchange, stale: Entry, detail: str) -> web.StreamResponse:
+    def _serve_stale(self, request: EdgeRequest, ex: Exchange, stale: Entry, detail: str) -> Answer:
         now = self.cache.clock()
         ttl = int(stale.fresh_for - stale.age(now))
         self._mark(ex, "stale", "STALE", f"gateway; fwd=stale; {detail}; ttl={ttl}")
@@ -509,7 +511,7 @@ class CacheStage:
 
     # -- stale-while-revalidate -------------------------------------------------------------
 
-    def _refresh_later(self, request: web.BaseRequest, ex: Exchange, key: CacheKey, entry: Entry) -> None:
+    def _refresh_later(self, request: EdgeRequest, ex: Exchange, key: CacheKey, entry: Entry) -> None:
         cache = self.cache
         if key.variant in cache.refreshing or cache.coalescer.follow(key.variant) is not None:
             return  # one refresh at a time per key
@@ -518,7 +520,7 @@ class CacheStage:
         background = dataclasses.replace(ex, upstream_headers=list(ex.upstream_headers), extra_response_headers=[])
         cache.spawn(self._refresh(request, background, key, entry))
 
-    async def _refresh(self, request: web.BaseRequest, ex: Exchange, key: CacheKey, stale: Entry) -> None:
+    async def _refresh(self, request: EdgeRequest, ex: Exchange, key: CacheKey, stale: Entry) -> None:
         cache = self.cache
         forwarder = self.forwarder
         leased = False

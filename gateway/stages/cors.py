@@ -33,8 +33,9 @@ from aiohttp import web
 
 from gateway.config.cors import CorsConfig, effective_cors
 from gateway.config.models import RouteConfig
-from gateway.exchange import EXCHANGE
-from gateway.pipeline import Handler, Stage, StageDeps
+from gateway.edge_request import EdgeRequest
+from gateway.exchange import Exchange
+from gateway.pipeline import Stage, StageDeps
 from gateway.problem import Problem
 
 __all__ = ["build", "CorsPolicy", "is_preflight"]
@@ -43,7 +44,7 @@ _PREFLIGHT_VARY = "Origin, Access-Control-Request-Method, Access-Control-Request
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")  # RFC 9110 token, lower-cased
 
 
-def is_preflight(request: web.BaseRequest) -> bool:
+def is_preflight(request: EdgeRequest) -> bool:
     return (
         request.method == "OPTIONS"
         and "Origin" in request.headers
@@ -94,7 +95,7 @@ class CorsPolicy:
             return self._actual["*"] if self.any_origin else self._other
         return self._actual.get("*" if self.any_origin else origin, self._other)
 
-    def preflight(self, request: web.BaseRequest) -> web.Response:
+    def preflight(self, request: EdgeRequest) -> web.Response:
         headers = request.headers
         origin = headers["Origin"]
         refused = {"Vary": _PREFLIGHT_VARY}
@@ -123,12 +124,12 @@ def build(route: RouteConfig, deps: StageDeps) -> Stage | None:
         return None
     policy = CorsPolicy(config)
 
-    async def cors(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
+    def cors(request: EdgeRequest, ex: Exchange) -> web.Response | None:
         if request.method == "OPTIONS" and is_preflight(request):
             return policy.preflight(request)
         extra = policy.actual_headers(request.headers.get("Origin"))
         if extra:
-            request[EXCHANGE].extra_response_headers.extend(extra)
-        return await handler(request)
+            ex.extra_response_headers.extend(extra)
+        return None
 
     return cors

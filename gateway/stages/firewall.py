@@ -24,11 +24,10 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aiohttp import web
-
 from gateway.config.models import RouteConfig
-from gateway.exchange import EXCHANGE
-from gateway.pipeline import Handler, Stage, StageDeps
+from gateway.edge_request import EdgeRequest
+from gateway.exchange import Exchange
+from gateway.pipeline import Stage, StageDeps
 from gateway.problem import Problem
 from gateway.rate_limited_log import RateLimitedLog
 
@@ -148,13 +147,12 @@ def build(route: RouteConfig, deps: StageDeps) -> Stage | None:
     # Denies are attacker-driven: every one is counted, only a sample is logged.
     deny_log = RateLimitedLog(log)
 
-    async def firewall(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
-        ex = request[EXCHANGE]
+    def firewall(request: EdgeRequest, ex: Exchange) -> None:
         allowed, rule = ruleset.decide(ex.client_ip)
         if not allowed:
             denied.inc()
             deny_log.log("denied %s on route %s by %s", ex.client_ip, route_name, rule or "the default")
             raise Problem(403, "the client address is not allowed here")
-        return await handler(request)
+        return None
 
     return firewall

@@ -25,18 +25,19 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from aiohttp import web
 from prometheus_client import Counter
 
 from gateway.config.models import RouteConfig
 from gateway.config.throttle import CALLER_CLASSES, Limits, effective_throttle
 from gateway.config.units import Rate
-from gateway.exchange import EXCHANGE
-from gateway.pipeline import Handler, Stage, StageDeps
+from gateway.edge_request import EdgeRequest
+from gateway.exchange import Exchange
+from gateway.pipeline import Stage, StageDeps
 from gateway.problem import Problem
-from gateway.store.base import BucketPolicy, StoreUnavailable
+from gateway.store.base import BucketPolicy, Decision, StoreUnavailable
 
 __all__ = ["build", "caller_ip_key"]
 
@@ -90,27 +91,7 @@ def build(route: RouteConfig, deps: StageDeps) -> Stage | None:
     anonymous = _class_bucket(route.name, "anonymous", limits.anonymous, limits, counters["anonymous"])
     authenticated = _class_bucket(route.name, "authenticated", limits.authenticated, limits, counters["authenticated"])
 
-    async def throttle(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
-        ex = request[EXCHANGE]
-        subject = ex.subject
-        if subject is None:
-            bucket = anonymous
-            if bucket is None:
-                return await handler(request)
-            key = bucket.prefix + caller_ip_key(ex.client_ip)
-        else:
-            bucket = authenticated
-            if bucket is None:
-                return await handler(request)
-            key = bucket.prefix + subject
-        try:
-            decision = await store.take(key, bucket.policy)
-        except StoreUnavailable as exc:
-            raise Problem(
-                503,
-                "rate limiting is unavailable, try again shortly",
-                headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))},
-            ) from None
+    def apply(ex: Exchange, bucket: _ClassBucket, decision: Decision) -> None:
         ex.extra_response_headers += (
             ("RateLimit-Limit", bucket.limit),
             ("RateLimit-Remaining", str(decision.remaining)),
@@ -123,6 +104,37 @@ def build(route: RouteConfig, deps: StageDeps) -> Stage | None:
                 "too many requests; retry after the time in Retry-After",
                 headers={"Retry-After": str(max(1, math.ceil(decision.retry_after))), "Cache-Control": _NO_STORE},
             )
-        return await handler(request)
+
+    async def decide_remotely(ex: Exchange, bucket: _ClassBucket, key: str) -> None:
+        try:
+            decision = await store.take(key, bucket.policy)
+        except StoreUnavailable as exc:
+            raise Problem(
+                503,
+                "rate limiting is unavailable, try again shortly",
+                headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))},
+            ) from None
+        apply(ex, bucket, decision)
+
+    # The memory store decides synchronously: no await on the common path. A shared
+    # store (Redis) is a round trip, the one case where this stage awaits.
+    take_now = getattr(store, "take_now", None)
+
+    def throttle(request: EdgeRequest, ex: Exchange) -> Awaitable[None] | None:
+        subject = ex.subject
+        if subject is None:
+            bucket = anonymous
+            if bucket is None:
+                return None
+            key = bucket.prefix + caller_ip_key(ex.client_ip)
+        else:
+            bucket = authenticated
+            if bucket is None:
+                return None
+            key = bucket.prefix + subject
+        if take_now is None:
+            return decide_remotely(ex, bucket, key)
+        apply(ex, bucket, take_now(key, bucket.policy))
+        return None
 
     return throttle

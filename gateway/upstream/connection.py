@@ -32,6 +32,8 @@ from collections import deque
 
 import httptools
 
+from gateway.deadlines import deadlines_for
+
 __all__ = [
     "UpstreamError",
     "ConnectError",
@@ -102,6 +104,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, max_header_bytes: int = 65536) -> None:
         self._loop = loop
+        self._deadlines = deadlines_for(loop)
         self._max_header_bytes = max_header_bytes
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -347,11 +350,12 @@ class UpstreamConnection(asyncio.Protocol):
         waiter = self._head_waiter
         assert waiter is not None
         if not waiter.done():
-            timer = self._loop.call_later(timeout, _expire, waiter)
+            deadlines = self._deadlines
+            deadlines.add(waiter, timeout, _timed_out)  # type: ignore[arg-type]
             try:
                 return await waiter
             finally:
-                timer.cancel()
+                deadlines.discard(waiter)  # type: ignore[arg-type]
         return waiter.result()
 
     def body_ready(self) -> bool:
@@ -383,12 +387,13 @@ class UpstreamConnection(asyncio.Protocol):
                 raise self._body_error
             if self._body_done:
                 return b""
-            self._body_waiter = self._loop.create_future()
-            timer = self._loop.call_later(timeout, _expire, self._body_waiter)
+            waiter = self._body_waiter = self._loop.create_future()
+            deadlines = self._deadlines
+            deadlines.add(waiter, timeout, _timed_out)  # type: ignore[arg-type]
             try:
-                await self._body_waiter
+                await waiter
             finally:
-                timer.cancel()
+                deadlines.discard(waiter)  # type: ignore[arg-type]
                 self._body_waiter = None
 
 
@@ -397,6 +402,5 @@ def _retrieve(future: asyncio.Future[ResponseHead]) -> None:
         future.exception()
 
 
-def _expire(waiter: asyncio.Future[object]) -> None:
-    if not waiter.done():
-        waiter.set_exception(ResponseTimeout("the upstream did not answer in time"))
+def _timed_out() -> ResponseTimeout:
+    return ResponseTimeout("the upstream did not answer in time")

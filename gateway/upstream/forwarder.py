@@ -35,12 +35,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from aiohttp import HttpVersion11, web
-
-from gateway.exchange import EXCHANGE, Exchange
-from gateway.headers import RequestHeaderFilter, add_response_headers, connection_tokens, response_headers
+from gateway.edge_request import EdgeRequest
+from gateway.exchange import Exchange
+from gateway.headers import RequestHeaderFilter
 from gateway.problem import Problem
-from gateway.raw_response import RawResponse
+from gateway.raw_response import RawResponse, Streamed, encode_head
 from gateway.upstream.balancer import Target
 from gateway.upstream.connection import (
     ConnectError,
@@ -101,15 +100,13 @@ def _b(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def forwarded_host_proto(request: web.BaseRequest, ex: Exchange) -> tuple[str | None, str]:
+def forwarded_host_proto(request: EdgeRequest, ex: Exchange) -> tuple[str | None, str]:
     """The ``X-Forwarded-Host`` and ``-Proto`` the upstream is told: a trusted proxy's
     values, else the client's ``Host`` and ``http``. The cache keys on these too."""
-    headers = request.headers
-    host = proto = None
     if ex.trusted_peer:
-        host = headers.get("X-Forwarded-Host")
-        proto = headers.get("X-Forwarded-Proto")
-    return host or headers.get("Host"), proto or "http"
+        headers = request.headers
+        return headers.get("X-Forwarded-Host") or request.host, headers.get("X-Forwarded-Proto") or "http"
+    return request.host, "http"
 
 
 class UpstreamResult:
@@ -184,7 +181,7 @@ class Forwarder:
         self._preserve_host = upstream.config.host_header == "preserve"
         self._strip = strip_prefix if strip_prefix and strip_prefix != "/" else None
         self._retries = upstream.config.retries
-        self.on_write: Callable[[web.BaseRequest, Exchange, ResponseHead], Awaitable[None]] | None = None
+        self.on_write: Callable[[EdgeRequest, Exchange, ResponseHead], Awaitable[None]] | None = None
         """Told of every successful write (2xx/3xx answer to POST, PUT, PATCH,
         DELETE) before it is relayed: the cache invalidates what it changed."""
         self._queue_wait = upstream.config.timeouts.queue
@@ -200,33 +197,31 @@ class Forwarder:
 
     def _request_head(
         self,
-        request: web.BaseRequest,
+        request: EdgeRequest,
         ex: Exchange,
         target: Target,
         chunked: bool,
         method: str,
         conditional: Sequence[tuple[bytes, bytes]] | None,
     ) -> bytes:
-        headers = request.headers
         path = target.base_path + _b(self._upstream_path(ex.path) + ex.query)
         lines = [_b(method) + b" " + path + b" HTTP/1.1\r\n"]
-        connection = headers.getall("Connection", ())
-        dropped = connection_tokens(connection) if connection else frozenset()
+        dropped = request.connection_tokens
         if conditional is not None:
             dropped = dropped | _CONDITIONAL
         self.header_filter.forward(request.raw_headers, lines, dropped)
         if conditional:
             for name, value in conditional:
                 lines.append(name + b": " + value + b"\r\n")
-        client_host = headers.get("Host")
+        client_host = request.host
         host = _b(client_host) if (self._preserve_host and client_host) else target.host_header
         lines.append(b"Host: " + host + b"\r\n")
         if chunked:
             lines.append(b"Transfer-Encoding: chunked\r\n")
         else:
-            length = headers.get("Content-Length")
+            length = request.content_length
             if length is not None:
-                lines.append(b"Content-Length: " + _b(length) + b"\r\n")
+                lines.append(b"Content-Length: %d\r\n" % length)
             elif request.method in _NEEDS_LENGTH:
                 lines.append(b"Content-Length: 0\r\n")
         lines.append(b"X-Forwarded-For: " + ex.forwarded_for.encode("ascii", "replace") + b"\r\n")
@@ -243,8 +238,9 @@ class Forwarder:
         lines.append(b"\r\n")
         return b"".join(lines)
 
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        ex = request[EXCHANGE]
+    async def __call__(self, request: EdgeRequest) -> RawResponse | Streamed:
+        ex = request.exchange
+        assert ex is not None
         result = await self.fetch(request, ex)
         try:
             if self.on_write is not None and result.head.status < 400 and request.method in _WRITES:
@@ -255,7 +251,7 @@ class Forwarder:
 
     async def fetch(
         self,
-        request: web.BaseRequest,
+        request: EdgeRequest,
         ex: Exchange,
         *,
         method: str | None = None,
@@ -279,10 +275,13 @@ class Forwarder:
         method = method or request.method
         idempotent = method in IDEMPOTENT
         has_body = request.body_exists
-        chunked = has_body and "Transfer-Encoding" in request.headers
-        if has_body and request.headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
+        chunked = request.chunked
+        if has_body and request.expect_continue and not request.content.is_eof():
             # Only now, with every stage passed, is the client told to send its body.
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            try:
+                request.send_continue()
+            except ConnectionError:
+                raise ConnectionResetError("the client closed before sending its body") from None
         replay: bytes | None = None
         length = request.content_length
         if has_body and idempotent and self._retries and not chunked and length is not None and length <= _REPLAYABLE_BODY:
@@ -327,7 +326,7 @@ class Forwarder:
 
     async def _attempt(
         self,
-        request: web.BaseRequest,
+        request: EdgeRequest,
         ex: Exchange,
         target: Target,
         method: str,
@@ -463,7 +462,7 @@ class Forwarder:
             conn.abort()
             target.pool.release(conn)
 
-    async def _send_body(self, conn: UpstreamConnection, request: web.BaseRequest, chunked: bool) -> None:
+    async def _send_body(self, conn: UpstreamConnection, request: EdgeRequest, chunked: bool) -> None:
         content = request.content
         limit = self.max_body_size
         seen = 0
@@ -489,77 +488,64 @@ class Forwarder:
             conn.write(b"0\r\n\r\n")
         conn.end_request()
 
-    async def render(
-        self, request: web.BaseRequest, ex: Exchange, result: UpstreamResult, *, tee: BodyTee | None = None
-    ) -> web.StreamResponse:
+    async def render(self, request: EdgeRequest, ex: Exchange, result: UpstreamResult, *, tee: BodyTee | None = None) -> RawResponse | Streamed:
         """Relay the upstream's response to the client: one write when it is complete
-        already, else streamed as it arrives. ``tee`` gets a copy of the body."""
+        already (returned for the edge to write), else streamed as it arrives.
+        ``tee`` gets a copy of the body."""
         conn, head = result.conn, result.head
-        timeout = self.upstream.response_timeout
         status = head.status
-        length = head.content_length
-        fast = request.version == HttpVersion11 and request.method != "HEAD" and status not in _NO_BODY_STATUSES
-        if fast and conn.body_ready():
-            # The common case: a complete small response to an HTTP/1.1 client. The edge
-            # adds X-Request-ID and the stages' headers before it is written.
+        no_body = request.method == "HEAD" or status in _NO_BODY_STATUSES
+        if not no_body and conn.body_ready():
+            # The common case: a complete small response. The edge adds X-Request-ID and
+            # the stages' headers to the upstream's header bytes and writes it in one go.
             body = conn.take_body()
             if tee is not None:
                 tee.add(body)
                 tee.complete = True
             return RawResponse(status=status, reason=head.reason, raw_headers=head.headers, body=body)
 
-        headers = response_headers(head.headers)
-        headers["X-Request-ID"] = ex.request_id
-        if ex.extra_response_headers:
-            # Vary is merged, not replaced (CORS adds Origin to the upstream's Vary).
-            add_response_headers(headers, ex.extra_response_headers)
-        headers.setdefault("Server", "gateway")
-        reason = head.reason or None
-
-        if request.method == "HEAD" or status in _NO_BODY_STATUSES:
-            out = web.StreamResponse(status=status, reason=reason, headers=headers)
-            if length is not None and status not in _NO_BODY_STATUSES:
-                out.headers["Content-Length"] = str(length)
-            await out.prepare(request)
-            await out.write_eof()
+        client = request.conn
+        assert client is not None
+        added = [*ex.extra_response_headers, ("X-Request-ID", ex.request_id)]
+        length = head.content_length
+        keep_alive = client.keeps_alive(request)
+        if no_body:
+            # HEAD keeps the upstream's Content-Length; a 204/304 has none.
+            announced = length if status not in _NO_BODY_STATUSES else None
+            client.write(encode_head(status, head.reason, head.headers, added, length=announced, keep_alive=keep_alive))
             if tee is not None and status in _NO_BODY_STATUSES:
                 tee.complete = True  # a 204 is whole without a body
-            return out
+            return Streamed(status, keep_alive)
 
-        if conn.body_ready():
-            body = conn.take_body()
-            if tee is not None:
-                tee.add(body)
-                tee.complete = True
-            return web.Response(status=status, reason=reason, body=body, headers=headers)
-
-        out = web.StreamResponse(status=status, reason=reason, headers=headers)
-        if length is not None:
-            out.content_length = length
-        await out.prepare(request)
+        # A body of unknown length is chunked to an HTTP/1.1 client, and runs until the
+        # connection closes for an HTTP/1.0 one.
+        chunked = length is None and request.version >= (1, 1)
+        if length is None and not chunked:
+            keep_alive = False
+        timeout = self.upstream.response_timeout
         try:
+            client.write(encode_head(status, head.reason, head.headers, added, length=length, chunked=chunked, keep_alive=keep_alive))
             while chunk := await conn.read(timeout):
                 if tee is not None:
                     tee.add(chunk)
-                await out.write(chunk)
+                if chunked:
+                    client.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                else:
+                    client.write(chunk)
+                await client.drain()
+            if chunked:
+                client.write(b"0\r\n\r\n")
         except UpstreamError as exc:
             # The head is out: the only honest signal left is to cut the connection.
             log.info("upstream %s target %s broke mid-body: %s", self.upstream.name, ex.target, exc)
             conn.abort()
-            _abort_client(request)
-            return out
+            client.abort()
+            return Streamed(status, False)
         except ConnectionError:
             # The client went away; the upstream connection cannot be reused mid-body.
             conn.abort()
-            _abort_client(request)
-            return out
-        await out.write_eof()
+            client.abort()
+            return Streamed(status, False)
         if tee is not None:
             tee.complete = True
-        return out
-
-
-def _abort_client(request: web.BaseRequest) -> None:
-    transport = request.transport
-    if transport is not None:
-        transport.abort()
+        return Streamed(status, keep_alive)

@@ -35,9 +35,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aiohttp import web
-
 from gateway.config.upstream import UpstreamConfig
+from gateway.edge_request import EdgeRequest
 from gateway.exchange import Exchange
 from gateway.metrics import Metrics
 from gateway.upstream.balancer import Balancer, Target, make_balancer
@@ -122,12 +121,12 @@ class Upstream:
 
     # -- choosing ---------------------------------------------------------------------
 
-    def pick(self, request: web.BaseRequest, ex: Exchange, candidates: Sequence[Target]) -> Target:
+    def pick(self, request: EdgeRequest, ex: Exchange, candidates: Sequence[Target]) -> Target:
         balancer = self.balancer
         key = self._key(request, ex) if balancer.needs_key else None
         return balancer.pick(candidates, key)
 
-    def _key(self, request: web.BaseRequest, ex: Exchange) -> str:
+    def _key(self, request: EdgeRequest, ex: Exchange) -> str:
         if self._hash_header is not None:
             return request.headers.get(self._hash_header) or ex.client_ip
         if self._hash_subject and ex.subject is not None:

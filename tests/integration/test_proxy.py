@@ -419,7 +419,7 @@ async def test_odd_methods_are_one_label(stub, gateway_factory):
     assert 'method="OTHER",route="main"} 3.0' in text
     # methods the parser does not know are refused there, and still counted
     reply = await raw_request(gw.port, b"BREW /x HTTP/1.1\r\nHost: h\r\n\r\n")
-    assert reply.startswith(b"HTTP/1.0 400")
+    assert reply.startswith(b"HTTP/1.1 400")
     async with aiohttp.ClientSession() as client:
         async with client.get(gw.admin_url + "/metrics") as resp:
             text = await resp.text()

@@ -5,7 +5,7 @@ def head(raw, added=(), keep_alive=True, status=200, reason="OK", body=b"{}"):
     response = RawResponse(status=status, reason=reason, raw_headers=raw, body=body)
     for name, value in added:
         response.headers[name] = value
-    return response._head(keep_alive).decode("latin-1").split("\r\n")
+    return response.head(keep_alive).decode("latin-1").split("\r\n")
 
 
 def test_upstream_lines_pass_as_bytes_minus_hop_by_hop():

@@ -7,15 +7,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.auth.verifier import JwtAuthenticator
 from gateway.config import GatewayConfig, parse_config
+from gateway.edge_request import EdgeRequest
 from gateway.exchange import EXCHANGE, Exchange
 from gateway.headers import add_response_headers
 from gateway.metrics import Metrics
-from gateway.pipeline import Stage, StageDeps, compose
+from gateway.pipeline import Chain, Stage, StageDeps, compose, is_wrapper
 from gateway.problem import Problem
 
 __all__ = ["config_with", "deps_for", "Upstream", "call", "chain", "metric"]
@@ -53,7 +53,7 @@ class Upstream:
 
 
 async def call(
-    stage: Stage,
+    stage: Stage | tuple[Stage, ...],
     *,
     method: str = "GET",
     headers: Mapping[str, str] | list[tuple[str, str]] | None = None,
@@ -63,33 +63,35 @@ async def call(
     """Run ``stage``; a raised :class:`Problem` is rendered as the edge would."""
     given = CIMultiDict(headers or {})
     try:
-        request = make_mocked_request(method, "/", headers=given)
+        raw = [(n.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape")) for n, v in given.items()]
     except UnicodeEncodeError:
-        # aiohttp's parser decodes header bytes with surrogateescape, so such values
-        # are real input; the mock cannot build raw bytes from them, so set them after.
-        request = make_mocked_request(method, "/")
-        request._headers = CIMultiDictProxy(given)  # type: ignore[attr-defined]
+        raw = None
+    request = EdgeRequest(
+        conn=None, method=method, version=(1, 1), raw_path="/", raw_headers=raw or [], remote="192.0.2.10", keep_alive=True
+    )
+    if raw is None:
+        # A value no client bytes decode to (a lone surrogate outside surrogateescape's
+        # range): the stage must still cope with it, so set the mapping directly.
+        request._headers = CIMultiDictProxy(given)
     ex = Exchange(request_id="test", started=0.0, client_ip=client_ip)
     request[EXCHANGE] = ex
+    terminal = upstream or Upstream()
+    stages = stage if isinstance(stage, tuple) else (stage,)
+    gates = [s for s in stages if not is_wrapper(s)]
+    wrappers = [s for s in stages if is_wrapper(s)]
     try:
-        response = await stage(request, upstream or Upstream())
+        response = await Chain(gates, compose(wrappers, terminal)).run(request, ex)  # type: ignore[arg-type]
     except Problem as problem:
         response = problem.response()
         add_response_headers(response.headers, ex.extra_response_headers)
     return response, ex
 
 
-def chain(*stages: Stage | None) -> Stage | None:
+def chain(*stages: Stage | None) -> tuple[Stage, ...] | None:
     """Stages run in order as one (``None`` when none is in the chain), for stages that
     share one job, like ``authenticate`` + ``authorize``."""
-    present = [stage for stage in stages if stage is not None]
-    if not present:
-        return None
-
-    async def chained(request: web.BaseRequest, handler: Any) -> web.StreamResponse:
-        return await compose(present, handler)(request)
-
-    return chained
+    present = tuple(stage for stage in stages if stage is not None)
+    return present or None
 
 
 def metric(deps: StageDeps, name: str, **labels: str) -> float:

@@ -36,9 +36,9 @@ async def hit(stage: Any, *, subject: str | None = None, client_ip: str = "192.0
     """One request as ``subject`` (None: anonymous); the status and every header the
     edge would send (the stage's own are added by the edge on success)."""
 
-    async def as_subject(request: Any, handler: Any) -> Any:
-        request[EXCHANGE].subject = subject  # what the authenticate stage sets
-        return await stage(request, handler)
+    def as_subject(request: Any, ex: Any) -> Any:
+        ex.subject = subject  # what the authenticate stage sets
+        return stage(request, ex)
 
     response, ex = await call(as_subject, client_ip=client_ip)
     headers = dict(response.headers.items())
