@@ -228,10 +228,6 @@ class AccessLog:
         else:
             self._dropped += 1
 
-    def write(self, fields: dict[str, Any]) -> None:
-        """The edge's call before :meth:`record`: a dict of record()'s ten keywords."""
-        self.record(**fields)
-
     def flush(self) -> None:
         """Write everything recorded so far, now, on this thread (close(), tests).
 

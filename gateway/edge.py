@@ -114,19 +114,9 @@ class EdgeHandler:
         route_name = ex.route.name if ex.route is not None else "none"
         self.metrics.observe_request(route_name, request.method, status, elapsed)
         if self.access_log.enabled:
-            self.access_log.write(
-                {
-                    "request_id": request_id,
-                    "client_ip": ex.client_ip,
-                    "method": request.method,
-                    "path": ex.path or request.raw_path.partition("?")[0][:512],
-                    "route": route_name,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "upstream": ex.target,
-                    "cache": ex.cache_status,
-                    "worker": self._pid,
-                }
+            self.access_log.record(
+                request_id, ex.client_ip, request.method, ex.path or request.raw_path.partition("?")[0][:512],
+                route_name, status, elapsed * 1000, ex.target, ex.cache_status, self._pid,
             )
 
     async def _dispatch(self, request: EdgeRequest, ex: Exchange, runtime: Runtime) -> Answer:

@@ -142,19 +142,6 @@ def test_a_line_is_what_json_dumps_made_of_the_edges_dict(values, now):
     assert line.isascii() and line.count("\n") == 1 and line.endswith("\n")
 
 
-def test_the_old_dict_call_writes_the_same_line_as_record():
-    # edge.py's call until it moves to record(): the same line, byte for byte.
-    fields = dict(zip(KEYS, ("id-1", "192.0.2.1", "GET", "/x", "main", 200, 1.235, None, "HIT", 7)))
-    by_dict, by_record = RecordingStream(), RecordingStream()
-    old_call = log_to(by_dict, None, clock=Clock())
-    old_call.write(dict(fields))
-    old_call.flush()
-    new_call = log_to(by_record, None, clock=Clock())
-    new_call.record(*fields.values())
-    new_call.flush()
-    assert by_dict.writes == by_record.writes and len(by_dict.writes) == 1
-
-
 def test_the_time_is_when_the_request_finished_not_when_its_line_is_written():
     stream, clock = RecordingStream(), Clock(1_700_000_000.9)
     log = log_to(stream, None, clock=clock)
