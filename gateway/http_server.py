@@ -82,7 +82,7 @@ class EdgeConnection(asyncio.Protocol):
     __slots__ = (
         "server", "loop", "transport", "parser", "remote", "active", "queue", "closing", "refusal",
         "head_started", "url", "url_size", "raw_headers", "head_size", "parsing", "reading_paused", "reading_done",
-        "body_paused", "write_paused", "drain_waiter", "task", "closed",
+        "body_paused", "write_paused", "drain_waiter", "task", "idle_waiter", "closed",
     )
 
     def __init__(self, server: EdgeServer) -> None:
@@ -114,6 +114,9 @@ class EdgeConnection(asyncio.Protocol):
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
+        """The connection's one serving task (see :meth:`_serve`), made at its first request."""
+        self.idle_waiter: asyncio.Future[EdgeRequest | None] | None = None
+        """Set while the serving task waits for the next request."""
         self.closed = False
 
     # -- transport events ---------------------------------------------------------------
@@ -145,6 +148,11 @@ class EdgeConnection(asyncio.Protocol):
             waiter.set_exception(gone)
         self.queue.clear()
         self.transport = None
+        idle = self.idle_waiter
+        if idle is not None:
+            self.idle_waiter = None
+            if not idle.done():
+                idle.set_result(None)  # the serving task ends
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -255,7 +263,33 @@ class EdgeConnection(asyncio.Protocol):
 
     def _start(self, request: EdgeRequest) -> None:
         self.active = request
-        self.task = self.loop.create_task(self.server.handler(request))
+        idle = self.idle_waiter
+        if idle is not None:
+            self.idle_waiter = None
+            idle.set_result(request)
+        elif self.task is None:
+            self.task = self.loop.create_task(self._serve(request))
+
+    async def _serve(self, request: EdgeRequest | None) -> None:
+        """Answer this connection's requests one after another. One task per
+        connection, woken by a future per request, rather than a task per request
+        (each a context copy and a registration in asyncio's task set)."""
+        handler = self.server.handler
+        try:
+            while request is not None:
+                await handler(request)
+                request = self.active  # finished() started the next one, if queued
+                if request is None:
+                    if self.transport is None or self.closing:
+                        return
+                    idle = self.idle_waiter = self.loop.create_future()
+                    request = await idle
+        except BaseException:
+            log.exception("the serving task of a connection from %s failed", self.remote)
+            self.abort()
+            raise
+        finally:
+            self.task = None
 
     def write(self, data: bytes) -> None:
         """Write to the client; ``ConnectionResetError`` once it has gone."""
@@ -285,7 +319,6 @@ class EdgeConnection(asyncio.Protocol):
     def finished(self, request: EdgeRequest, keep_alive: bool) -> None:
         """The answer to ``request`` is written: go on with the next request, or close."""
         self.active = None
-        self.task = None
         if self.transport is None:
             return
         if not keep_alive:

@@ -56,6 +56,33 @@ SKIPPED_RESPONSE_HEADERS = frozenset(
 )
 
 _PHRASES = {status.value: status.phrase.encode("latin-1") for status in HTTPStatus}
+
+# What an upstream header line is to the head encoder, by its raw name. Upstreams send
+# the same few names over and over, so the verdict is one dict lookup per line after
+# the first (no lower-casing and set probes per line). Bounded like the request filter.
+_PASS, _SKIP, _CONNECTION, _VARY, _DATE, _SERVER = range(6)
+_KINDS: dict[bytes, tuple[int, bytes]] = {}
+_KINDS_LIMIT = 4096
+
+
+def _kind(name: bytes) -> tuple[int, bytes]:
+    lower = name.lower()
+    if lower == b"connection":
+        kind = _CONNECTION
+    elif lower == b"vary":
+        kind = _VARY
+    elif lower in SKIPPED_RESPONSE_HEADERS:
+        kind = _SKIP
+    elif lower == b"date":
+        kind = _DATE
+    elif lower == b"server":
+        kind = _SERVER
+    else:
+        kind = _PASS
+    if len(_KINDS) >= _KINDS_LIMIT:
+        _KINDS.clear()
+    verdict = _KINDS[name] = (kind, lower)
+    return verdict
 _NO_BODY = frozenset({204, 304})
 
 _date_second = -1
@@ -72,15 +99,24 @@ def http_date() -> bytes:
     return _date_line
 
 
+_ADDED_NAMES: dict[str, tuple[bytes, bytes]] = {}
+
+
 def _merged(added: Sequence[tuple[str, str]]) -> dict[bytes, tuple[bytes, str]]:
     """The gateway's headers by lower-cased name: a later one replaces an earlier one
     of the same name, except Vary, which merges."""
     out: dict[bytes, tuple[bytes, str]] = {}
+    names = _ADDED_NAMES
     for name, value in added:
-        key = name.lower().encode("latin-1")
+        encoded = names.get(name)
+        if encoded is None:
+            encoded = (name.lower().encode("latin-1"), name.encode("latin-1"))
+            if len(names) < _KINDS_LIMIT:
+                names[name] = encoded
+        key, raw = encoded
         if key == b"vary" and key in out:
             value = merge_vary(out[key][1], value)
-        out[key] = (name.encode("latin-1"), value)
+        out[key] = (raw, value)
     return out
 
 
@@ -109,17 +145,29 @@ def encode_head(
     has_date = has_server = False
     vary = ours.get(b"vary")
     vary_value = vary[1] if vary is not None else None
+    kinds = _KINDS
     for name, value in raw_headers:
-        lower = name.lower()
-        if lower in SKIPPED_RESPONSE_HEADERS or lower in ours:
-            if lower == b"connection":
-                named = frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
-            elif lower == b"vary" and vary_value is not None:
-                vary_value = merge_vary(value.decode("latin-1"), vary_value)
+        verdict = kinds.get(name)
+        if verdict is None:
+            verdict = _kind(name)
+        kind, lower = verdict
+        if kind == _PASS:
+            if lower in ours:
+                continue
+        elif kind == _SKIP:
             continue
-        if lower == b"date":
+        elif kind == _CONNECTION:
+            named = frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
+            continue
+        elif kind == _VARY:
+            if vary_value is not None:
+                vary_value = merge_vary(value.decode("latin-1"), vary_value)
+                continue
+        elif lower in ours:
+            continue
+        elif kind == _DATE:
             has_date = True
-        elif lower == b"server":
+        else:
             has_server = True
         lines.append(name + b": " + value + b"\r\n")
     if named:
