@@ -22,7 +22,7 @@ import time
 from aiohttp import web
 
 from gateway.access_log import AccessLog
-from gateway.edge_request import EdgeRequest
+from gateway.edge_request import EdgeRequest, MalformedBody
 from gateway.exchange import Exchange
 from gateway.metrics import Metrics
 from gateway.path import PathError, normalise_path
@@ -71,6 +71,8 @@ class EdgeHandler:
             response = await self._dispatch(request, ex, runtime)
         except Problem as problem:
             response = problem
+        except MalformedBody as exc:
+            response = Problem(400, f"malformed request body: {exc}", close=True)
         except asyncio.CancelledError:
             raise
         except ConnectionError:

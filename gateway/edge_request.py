@@ -28,10 +28,15 @@ if TYPE_CHECKING:
     from gateway.exchange import Exchange
     from gateway.http_server import EdgeConnection
 
-__all__ = ["EdgeRequest", "BodyStream", "EMPTY_BODY"]
+__all__ = ["EdgeRequest", "BodyStream", "EMPTY_BODY", "MalformedBody"]
 
 _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
+
+
+class MalformedBody(Exception):
+    """The parser refused the request part-way through its body (a bad chunk size, a
+    forbidden trailer): the request is answered 400 and the connection closed."""
 
 
 def _text(raw: bytes) -> str:
@@ -80,6 +85,12 @@ class BodyStream:
                 waiter.set_result(None)
 
     # -- the reader's side ------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise now if the body is already known to be broken (the parser refused it,
+        or the client left), before anything of it goes upstream."""
+        if self._error is not None:
+            raise self._error
 
     def is_eof(self) -> bool:
         """Every byte of the body has arrived (it may not all have been read)."""

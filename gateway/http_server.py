@@ -46,7 +46,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 import httptools
 
-from gateway.edge_request import BodyStream, EdgeRequest
+from gateway.edge_request import BodyStream, EdgeRequest, MalformedBody
 from gateway.problem import Problem
 from gateway.raw_response import encode_problem
 from gateway.rate_limited_log import RateLimitedLog
@@ -351,10 +351,12 @@ class EdgeConnection(asyncio.Protocol):
     def _refuse(self, status: int, detail: str) -> None:
         self._stop_reading()
         if self.parsing is not None:
-            # A body that turned out malformed mid-way: its request cannot be answered
-            # as if whole.
-            self.parsing.content.fail(ConnectionResetError("malformed request body"))
+            # A body that turned out malformed mid-way: that request is the one refused
+            # (its handler reads MalformedBody and answers 400), nothing after it is read.
+            self.parsing.content.fail(MalformedBody(detail))
             self.parsing = None
+            self.server.refusal_log.log("refused a request body from %s: %s", self.remote, detail)
+            return
         if self.active is None and not self.queue:
             self._answer_refusal(status, detail)
         else:

@@ -276,6 +276,10 @@ class Forwarder:
         idempotent = method in IDEMPOTENT
         has_body = request.body_exists
         chunked = request.chunked
+        if has_body:
+            # A body refused in the very read that brought its head must not start an
+            # upstream exchange it can never complete.
+            request.content.check()
         if has_body and request.expect_continue and not request.content.is_eof():
             # Only now, with every stage passed, is the client told to send its body.
             try:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from gateway.edge_request import EdgeRequest
+from gateway.edge_request import EdgeRequest, MalformedBody
 from gateway.http_server import EdgeServer
 from gateway.raw_response import RawResponse
 
@@ -23,12 +23,16 @@ async def echo(request: EdgeRequest) -> None:
     if request.raw_path.startswith("/slow/"):
         await asyncio.sleep(int(request.raw_path.rsplit("/", 1)[1]) / 1000)
     body = b""
+    status = 200
     if request.raw_path.startswith("/read"):
-        while chunk := await request.content.readany():
-            body += chunk
+        try:
+            while chunk := await request.content.readany():
+                body += chunk
+        except MalformedBody:
+            status = 400
     doc = {"path": request.raw_path, "method": request.method, "body": body.decode(), "host": request.host}
     keep_alive = conn.keeps_alive(request)
-    answer = RawResponse(status=200, reason="OK", raw_headers=[(b"Content-Type", b"application/json")], body=json.dumps(doc).encode())
+    answer = RawResponse(status=status, reason="OK", raw_headers=[(b"Content-Type", b"application/json")], body=json.dumps(doc).encode())
     conn.write(answer.encode(keep_alive))
     conn.finished(request, keep_alive)
 
@@ -199,3 +203,13 @@ async def test_shutdown_closes_idle_connections_and_lets_the_answer_in_progress_
     assert b"Connection: close" in raw
     idle_writer.close()
     busy_writer.close()
+
+
+async def test_a_body_the_parser_refuses_midway_fails_its_own_request_and_nothing_after_is_read(served):
+    s = await served()
+    # A Content-Length trailer on a chunked body: llhttp refuses it after the head and
+    # the chunk were handed over. That request is the one refused, not a later one.
+    bad = b"POST /read HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nContent-Length: 5\r\n\r\n"
+    raw = await s.exchange(req("/first") + bad + req("/never"))
+    assert [(status, doc["path"]) for status, doc in answers(raw)] == [(200, "/first"), (400, "/read")]
+    assert b"/never" not in raw
