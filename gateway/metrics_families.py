@@ -31,6 +31,7 @@ counting or scraping ever move to a thread, this module needs a lock again.
 
 from __future__ import annotations
 
+import math
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
@@ -39,7 +40,7 @@ from typing import Generic, TypeVar
 from prometheus_client import CollectorRegistry
 from prometheus_client import metrics as client_metrics
 from prometheus_client.metrics_core import Metric
-from prometheus_client.utils import INF, floatToGoString
+from prometheus_client.utils import floatToGoString
 
 __all__ = ["CounterChild", "CounterFamily", "HistogramChild", "HistogramFamily"]
 
@@ -47,7 +48,9 @@ __all__ = ["CounterChild", "CounterFamily", "HistogramChild", "HistogramFamily"]
 def _created_series_enabled() -> bool:
     """Whether prometheus-client writes ``_created`` samples (its default, switched off
     by ``PROMETHEUS_DISABLE_CREATED_SERIES`` or ``disable_created_metrics()``); read at
-    scrape time, as prometheus-client does, so both kinds of metric agree."""
+    scrape time, as prometheus-client does, so the gauges and these families agree.
+    The flag is a module global of prometheus-client's with no public getter; if a
+    release drops it, its documented default (on) applies."""
     return bool(getattr(client_metrics, "_use_created", True))
 
 
@@ -184,8 +187,8 @@ class HistogramFamily(_Family[HistogramChild]):
         # prometheus-client's rules, so the same declaration gives the same buckets.
         if bounds != sorted(bounds):
             raise ValueError("Buckets not in sorted order")
-        if bounds and bounds[-1] != INF:
-            bounds.append(INF)
+        if bounds and bounds[-1] != math.inf:
+            bounds.append(math.inf)
         if len(bounds) < 2:
             raise ValueError("Must have at least two buckets")
         if "le" in labelnames:
