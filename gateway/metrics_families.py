@@ -22,11 +22,12 @@ No lock, on purpose. The gateway runs one asyncio loop per process, and everythi
 that touches these objects runs on it: the stages and the edge that count, the admin
 app that serves ``/metrics`` and the status page's snapshots, the supervisor's own
 ``config_reloads`` (signals arrive through ``loop.add_signal_handler``, so a handler
-never runs between two bytecodes of a scrape). Nothing in gateway/ hands metrics to
-another thread (no ``run_in_executor``, ``to_thread`` or threads). A loop callback is
-never interrupted by another, so an increment is never lost and a scrape, which
-builds every family's samples in one synchronous call, sees a consistent set. Should
-counting or scraping ever move to a thread, this module needs a lock again.
+never runs between two bytecodes of a scrape). The one other thread in gateway/ is
+the access log's writer (gateway/access_log.py), which only writes rendered lines;
+nothing runs metrics code in an executor or a thread. A loop callback is never
+interrupted by another, so an increment is never lost and a scrape, which builds each
+family's samples in one synchronous call, sees no half-made child. Should counting or
+scraping ever move to a thread, this module needs a lock again.
 """
 
 from __future__ import annotations
