@@ -5,14 +5,22 @@ state); stages receive it through their dependencies and count what they own.
 Label values are bounded by construction: ``route`` is a configured route name (or
 ``none``), ``method`` one of the standard methods (or ``OTHER``), never raw input.
 The per-request helpers cache labelled children, because ``.labels()`` builds a
-tuple and takes a lock on every call.
+tuple on every call.
+
+Counters and histograms are gateway/metrics_families.py's lock-free families (one
+asyncio loop per process; the reasons are there), which render exactly as
+prometheus-client's did. The two gauges stay prometheus-client ``Gauge``s: they move
+when a target's health changes or a cache entry is stored, not per request, and
+``set()`` is all they need.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge
+
+from gateway.metrics_families import CounterChild, CounterFamily, HistogramChild, HistogramFamily
 
 __all__ = ["Metrics", "KNOWN_METHODS"]
 
@@ -25,20 +33,20 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.requests_total = Counter(
+        self.requests_total = CounterFamily(
             "gateway_requests_total", "Requests answered, by route, method and status code.",
             ("route", "method", "code"), registry=r,
         )
-        self.request_duration = Histogram(
+        self.request_duration = HistogramFamily(
             "gateway_request_duration_seconds", "Time from request accepted to response finished.",
             ("route",), buckets=_LATENCY_BUCKETS, registry=r,
         )
-        self.upstream_requests_total = Counter(
+        self.upstream_requests_total = CounterFamily(
             "gateway_upstream_requests_total", "Requests sent to upstream targets, by status code "
             "(or error kind: connect_error, timeout, reset, bad_response).",
             ("upstream", "target", "code"), registry=r,
         )
-        self.upstream_duration = Histogram(
+        self.upstream_duration = HistogramFamily(
             "gateway_upstream_duration_seconds", "Time from request sent upstream to response head received.",
             ("upstream",), buckets=_LATENCY_BUCKETS, registry=r,
         )
@@ -46,42 +54,42 @@ class Metrics:
             "gateway_upstream_target_healthy", "1 while a target takes traffic (healthy and not ejected), else 0.",
             ("upstream", "target"), registry=r,
         )
-        self.upstream_retries_total = Counter(
+        self.upstream_retries_total = CounterFamily(
             "gateway_upstream_retries_total", "Requests sent again to another target after a failure.",
             ("upstream",), registry=r,
         )
-        self.upstream_queue_timeouts_total = Counter(
+        self.upstream_queue_timeouts_total = CounterFamily(
             "gateway_upstream_queue_timeouts_total", "Requests answered 503 because every pooled connection "
             "to the target stayed busy for timeouts.queue (the gateway's own congestion; no health penalty).",
             ("upstream", "target"), registry=r,
         )
-        self.config_reloads_total = Counter(
+        self.config_reloads_total = CounterFamily(
             "gateway_config_reloads_total", "Configuration reloads (SIGHUP), by result.",
             ("result",), registry=r,
         )
         # Both series exist from the start at 0, so increase() sees the first failure.
         for result in ("success", "failure"):
             self.config_reloads_total.labels(result)
-        self.firewall_denied_total = Counter(
+        self.firewall_denied_total = CounterFamily(
             "gateway_firewall_denied_total", "Requests refused by the firewall (403), by route.",
             ("route",), registry=r,
         )
-        self.auth_failures_total = Counter(
+        self.auth_failures_total = CounterFamily(
             "gateway_auth_failures_total", "Requests whose token was missing where required or failed "
             "verification (answered 401, or 429 when their anonymous bucket was empty first), or that "
             "lacked require_claims (403, reason insufficient_claims), by route and reason.",
             ("route", "reason"), registry=r,
         )
-        self.throttled_total = Counter(
+        self.throttled_total = CounterFamily(
             "gateway_throttled_total", "Requests refused by throttling (429), by route and caller class.",
             ("route", "caller"), registry=r,
         )
-        self.store_errors_total = Counter(
+        self.store_errors_total = CounterFamily(
             "gateway_store_errors_total", "Store calls that failed (timeout, refused, reset), by operation: "
             "take (a throttle decision), connect (the start-up check), cache_get, cache_put, cache_invalidate.",
             ("operation",), registry=r,
         )
-        self.cache_requests_total = Counter(
+        self.cache_requests_total = CounterFamily(
             "gateway_cache_requests_total", "Requests on cached routes by what the cache did: hit (served a fresh "
             "entry), miss (asked the upstream), bypass (not cacheable as sent), stale (served an expired entry).",
             ("route", "result"), registry=r,
@@ -90,61 +98,67 @@ class Metrics:
             "gateway_cache_bytes", "Bytes held by the memory cache (summed over workers; 0 with the redis store).",
             registry=r,
         )
-        self.cache_invalidations_total = Counter(
+        self.cache_invalidations_total = CounterFamily(
             "gateway_cache_invalidations_total", "Cache invalidations: write (a successful POST/PUT/PATCH/DELETE) "
             "or purge (the admin endpoint).",
             ("reason",), registry=r,
         )
         for reason in ("write", "purge"):
             self.cache_invalidations_total.labels(reason)
-        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self._upstream_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._request_children: dict[tuple[str, str, int], tuple[CounterChild, HistogramChild]] = {}
+        self._upstream_children: dict[tuple[str, str, str], tuple[CounterChild, HistogramChild]] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
-        children = self._request_children.get(key)
+        children = self._request_children.get((route, method, status))
         if children is None:
-            label = method if method in KNOWN_METHODS else "OTHER"
-            children = (
-                self.requests_total.labels(route, label, str(status)),
-                self.request_duration.labels(route),
-            )
-            if len(self._request_children) < 10_000:
-                self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+            children = self._bind_request(route, method, status)
+        count, latency = children
+        count.value += 1  # inc() without its negative-amount check: 1 is not negative
+        latency.observe(seconds)
 
     def observe_upstream(self, upstream: str, target: str, code: str, seconds: float | None) -> None:
-        key = (upstream, target, code)
-        children = self._upstream_children.get(key)
+        children = self._upstream_children.get((upstream, target, code))
         if children is None:
-            children = (
-                self.upstream_requests_total.labels(upstream, target, code),
-                self.upstream_duration.labels(upstream),
-            )
-            if len(self._upstream_children) < 10_000:
-                self._upstream_children[key] = children
-        children[0].inc()
+            children = self._bind_upstream(upstream, target, code)
+        count, latency = children
+        count.value += 1
         if seconds is not None:
-            children[1].observe(seconds)
+            latency.observe(seconds)
 
-    def firewall_denied(self, route: str) -> Counter:
+    def _bind_request(self, route: str, method: str, status: int) -> tuple[CounterChild, HistogramChild]:
+        label = method if method in KNOWN_METHODS else "OTHER"
+        children = (self.requests_total.labels(route, label, str(status)), self.request_duration.labels(route))
+        # Keyed by the raw method, so odd methods could grow the cache without bound.
+        if len(self._request_children) < 10_000:
+            self._request_children[(route, method, status)] = children
+        return children
+
+    def _bind_upstream(self, upstream: str, target: str, code: str) -> tuple[CounterChild, HistogramChild]:
+        children = (
+            self.upstream_requests_total.labels(upstream, target, code),
+            self.upstream_duration.labels(upstream),
+        )
+        if len(self._upstream_children) < 10_000:
+            self._upstream_children[(upstream, target, code)] = children
+        return children
+
+    def firewall_denied(self, route: str) -> CounterChild:
         """The labelled child for one route, bound once when its chain is built."""
         return self.firewall_denied_total.labels(route)
 
-    def auth_failures(self, route: str, reasons: Iterable[str]) -> dict[str, Counter]:
+    def auth_failures(self, route: str, reasons: Iterable[str]) -> dict[str, CounterChild]:
         """Labelled children for one route and each reason, bound once at build time;
         every child is created up front so the series exist (at 0) before a failure."""
         return {reason: self.auth_failures_total.labels(route, reason) for reason in reasons}
 
-    def throttled(self, route: str, callers: Iterable[str]) -> dict[str, Counter]:
+    def throttled(self, route: str, callers: Iterable[str]) -> dict[str, CounterChild]:
         """Labelled children for one route and each caller class, bound at build time."""
         return {caller: self.throttled_total.labels(route, caller) for caller in callers}
 
-    def cache_results(self, route: str) -> dict[str, Counter]:
+    def cache_results(self, route: str) -> dict[str, CounterChild]:
         """Labelled children for one cached route, bound at build time, all at 0."""
         return {result: self.cache_requests_total.labels(route, result) for result in ("hit", "miss", "bypass", "stale")}
 
-    def store_errors(self, operation: str) -> Counter:
+    def store_errors(self, operation: str) -> CounterChild:
         """The labelled child for one store operation, bound when the store is created."""
         return self.store_errors_total.labels(operation)

@@ -28,13 +28,12 @@ import math
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from prometheus_client import Counter
-
 from gateway.config.models import RouteConfig
 from gateway.config.throttle import CALLER_CLASSES, Limits, effective_throttle
 from gateway.config.units import Rate
 from gateway.edge_request import EdgeRequest
 from gateway.exchange import Exchange
+from gateway.metrics_families import CounterChild
 from gateway.pipeline import Stage, StageDeps
 from gateway.problem import Problem
 from gateway.store.base import BucketPolicy, Decision, StoreUnavailable
@@ -65,10 +64,12 @@ class _ClassBucket:
     """``route|class|``: the caller is appended per request."""
     limit: str
     """The ``RateLimit-Limit`` value."""
-    refused: Counter
+    refused: CounterChild
 
 
-def _class_bucket(route: str, caller: str, rate: Rate | None, limits: Limits, refused: Counter) -> _ClassBucket | None:
+def _class_bucket(
+    route: str, caller: str, rate: Rate | None, limits: Limits, refused: CounterChild
+) -> _ClassBucket | None:
     if rate is None:
         return None
     capacity = limits.capacity(rate)

@@ -25,6 +25,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from gateway.auth.verifier import REASONS
 from gateway.config.throttle import CALLER_CLASSES
 from gateway.metrics import KNOWN_METHODS, Metrics
+from gateway.metrics_families import CounterFamily, HistogramFamily
 from gateway.upstream.connection import UpstreamError
 from tests.monitoring_assets import (
     ALERTS, ALERTS_TEST, SCRAPE, all_panels, dashboard_queries, grafana_variables, load_dashboard,
@@ -83,10 +84,12 @@ def exposed_series() -> dict[str, tuple[str, frozenset[str]]]:
     A histogram's samples are ``_bucket`` (plus ``le``), ``_count`` and ``_sum``."""
     metrics = Metrics()
     families = {family.name: family.type for family in metrics.registry.collect()}
-    labelnames = {
-        wrapper._name: frozenset(wrapper._labelnames)  # noqa: SLF001 - prometheus-client keeps them here
-        for wrapper in vars(metrics).values() if isinstance(wrapper, MetricWrapperBase)
-    }
+    labelnames: dict[str, frozenset[str]] = {}
+    for wrapper in vars(metrics).values():
+        if isinstance(wrapper, MetricWrapperBase):  # the gauges
+            labelnames[wrapper._name] = frozenset(wrapper._labelnames)  # noqa: SLF001 - prometheus-client keeps them here
+        elif isinstance(wrapper, (CounterFamily, HistogramFamily)):
+            labelnames[wrapper.name] = frozenset(wrapper.labelnames)
     assert set(labelnames) == set(families), "a metric registered outside a Metrics attribute"
     series: dict[str, tuple[str, frozenset[str]]] = {}
     for name, kind in families.items():
