@@ -81,6 +81,7 @@ ACCESS_LOG_WAIT_S = 5.0
 a run's last lines before calling them missing."""
 READY_TIMEOUT_S = 30.0
 CACHE_COUNTER = re.compile(r'^gateway_cache_requests_total\{[^}]*\bresult="(\w+)"[^}]*\} (\S+)$', re.MULTILINE)
+STATUS_COUNTER = re.compile(r'^gateway_requests_total\{[^}]*\bcode="(\d+)"[^}]*\} (\S+)$', re.MULTILINE)
 STOP_GRACE_S = 5.0
 
 T = TypeVar("T")
@@ -129,6 +130,10 @@ class Target:
     """Also measured at the above-pool connection counts (200)."""
     access_log: Path | None = None
     """The file the target writes its access log to: it must grow by a line per request."""
+    status_counts: Callable[[], dict[str, int] | None] | None = None
+    """Reads the target's answers by status code (the gateway's /metrics), so that a
+    row with non-2xx answers says which: a 429 is a limit too low for the bench, a 503
+    a store or pool that gave up."""
 
 
 @dataclass
@@ -182,6 +187,8 @@ class RunResult:
     """How much each of the target's cache counters grew over the run (hit, miss, ...)."""
     logged: int | None = None
     """Lines the target's access log grew by over the run (access-log rows only)."""
+    statuses: dict[str, int] | None = None
+    """Non-2xx answers the target counted over the run, by status code (gateway rows)."""
 
 
 @dataclass(frozen=True)
@@ -622,15 +629,46 @@ def hit_problem(target: Target) -> str | None:
     return None if x_cache == "HIT" else f"a repeated GET answered X-Cache: {x_cache}, not HIT"
 
 
+def sum_by_label(metrics: str, counter: re.Pattern[str]) -> dict[str, int]:
+    """A counter's samples summed by the one label `counter` captures (over routes, methods...)."""
+    counts: dict[str, int] = {}
+    for label, value in counter.findall(metrics):
+        counts[label] = counts.get(label, 0) + int(float(value))
+    return counts
+
+
 def read_cache_counts(admin: str) -> dict[str, int]:
     """gateway_cache_requests_total by result, summed over routes, from the admin /metrics."""
     answer = http_get(admin, "/metrics")
     if answer is None or answer[0] != 200:
         raise RuntimeError(f"could not read the cache counters from http://{admin}/metrics")
-    counts: dict[str, int] = {}
-    for result, value in CACHE_COUNTER.findall(answer[2].decode(errors="replace")):
-        counts[result] = counts.get(result, 0) + int(float(value))
-    return counts
+    return sum_by_label(answer[2].decode(errors="replace"), CACHE_COUNTER)
+
+
+def read_status_counts(admin: str) -> dict[str, int] | None:
+    """gateway_requests_total by status code from the admin /metrics; None when
+    unreadable, since it only explains a row's non-2xx column and must not fail a run."""
+    answer = http_get(admin, "/metrics")
+    if answer is None or answer[0] != 200:
+        return None
+    return sum_by_label(answer[2].decode(errors="replace"), STATUS_COUNTER)
+
+
+def status_growth(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, int] | None:
+    """Non-2xx answers counted between two readings, by code (None if either is missing)."""
+    if before is None or after is None:
+        return None
+    grown = {code: n - before.get(code, 0) for code, n in after.items() if not code.startswith("2")}
+    return {code: n for code, n in sorted(grown.items()) if n > 0}
+
+
+def describe_statuses(statuses: Iterable[dict[str, int] | None]) -> str:
+    """`503: 6718, 429: 2` summed over runs, most frequent first ('' when none known)."""
+    total: dict[str, int] = {}
+    for counts in statuses:
+        for code, n in (counts or {}).items():
+            total[code] = total.get(code, 0) + n
+    return ", ".join(f"{code}: {n}" for code, n in sorted(total.items(), key=lambda item: (-item[1], item[0])))
 
 
 # --------------------------------------------------------------------------- servers
@@ -881,7 +919,8 @@ def start_gateway(procs: Processes, gateway: Path, scenario: Scenario, upstream:
         return Target(label, values["LISTEN"], proc.pid, list(scenario.headers),
                       helper_pids=[service.pid for service, _ in services.values()], hit_path=scenario.caches,
                       cache_counts=functools.partial(read_cache_counts, values["ADMIN"]) if scenario.caches else None,
-                      reference=reference, latency=focus, pool=focus, access_log=log_file)
+                      reference=reference, latency=focus, pool=focus, access_log=log_file,
+                      status_counts=functools.partial(read_status_counts, values["ADMIN"]))
 
     return with_port_retry(attempt)
 
@@ -985,10 +1024,12 @@ def measure_once(settings: Settings, target: Target, upstream: Target, connectio
     and access log) read around it."""
     counts0 = target.cache_counts() if target.cache_counts else None
     log0 = file_size(target.access_log) if target.access_log else None
+    statuses0 = target.status_counts() if target.status_counts else None
     before, cpu0, t0 = snapshot(), machine_cpu(), time.monotonic()
     wrk = run_wrk(settings, target, connections, settings.duration)
     wall, cpu1, after = time.monotonic() - t0, machine_cpu(), snapshot()
     counts1 = target.cache_counts() if target.cache_counts else None
+    statuses1 = target.status_counts() if target.status_counts else None
     logged = lines_logged(target.access_log, log0, wrk.requests) if target.access_log and log0 is not None else None
     ours = {os.getpid()}  # wrk is our child: reaped, its CPU is in our cutime
     roots = (target.root_pid, *target.helper_pids)
@@ -1005,7 +1046,7 @@ def measure_once(settings: Settings, target: Target, upstream: Target, connectio
         others_pct_of_core=100.0 * others / CLK_TCK / wall, busiest_other=busiest_other(before, after, ours),
         requests=wrk.requests,
         cache=None if counts0 is None or counts1 is None else {k: n - counts0.get(k, 0) for k, n in counts1.items()},
-        logged=logged,
+        logged=logged, statuses=status_growth(statuses0, statuses1),
     )
 
 
@@ -1081,6 +1122,7 @@ def progress_line(r: RunResult, runs: int) -> str:
         flags += f" logged={r.logged}/{r.requests}"
         flags += f" LOG-SHORT ({problem})" if (problem := not_logged(r)) else ""
     flags += f" non-2xx={r.non_2xx}" if r.non_2xx else ""
+    flags += f" ({codes})" if r.non_2xx and (codes := describe_statuses([r.statuses])) else ""
     flags += f" sock-err={r.socket_errors}" if r.socket_errors else ""
     return (f"{head} {r.rps:9.0f} rps  p50 {r.p50_us / 1000:7.3f} ms  p99 {r.p99_us / 1000:7.3f} ms"
             f"  cpu {cpu} us/req  steal {r.steal_pct:4.1f}%  others {r.others_pct_of_core:5.1f}%{flags}")
@@ -1225,7 +1267,8 @@ def row_marks(target: Target, runs: list[RunResult]) -> list[str]:
     bad = list(target.problems)
     bad += [f"run failed: {r.failed}" for r in runs if r.failed]
     if any(r.non_2xx for r in runs):
-        bad.append("non-2xx responses")
+        codes = describe_statuses(r.statuses for r in runs)
+        bad.append(f"non-2xx responses ({codes})" if codes else "non-2xx responses")
     if any(r.socket_errors for r in runs):
         bad.append("socket errors")
     if any(not_hits(r) for r in runs):

@@ -435,3 +435,37 @@ def test_all_stages_turns_every_stage_on_and_sends_a_token() -> None:
     (header,) = scenario.headers
     assert header.startswith("Authorization: Bearer ey")
     assert config["server"]["access_log"] == "off" and "workers" not in config["server"]
+
+
+# -- which non-2xx answers a row got -------------------------------------------------------
+
+
+def test_status_counters_are_summed_by_code_over_routes_and_methods(monkeypatch: pytest.MonkeyPatch) -> None:
+    metrics = (
+        'gateway_requests_total{code="200",method="GET",route="a"} 100.0\n'
+        'gateway_requests_total{code="503",method="GET",route="a"} 7.0\n'
+        'gateway_requests_total{route="b",method="HEAD",code="503"} 3.0\n'
+        'gateway_requests_created{code="503",method="GET",route="a"} 1.7e+09\n'
+        'gateway_upstream_requests_total{code="503",target="t",upstream="u"} 9.0\n'
+    )
+    monkeypatch.setattr(run, "http_get", lambda address, path: (200, {}, metrics.encode()))
+    assert run.read_status_counts("127.0.0.1:1") == {"200": 100, "503": 10}
+    monkeypatch.setattr(run, "http_get", lambda address, path: None)
+    assert run.read_status_counts("127.0.0.1:1") is None  # explains a row; never fails a run
+
+
+def test_a_row_with_non_2xx_answers_says_which() -> None:
+    grown = run.status_growth({"200": 10, "503": 5}, {"200": 900, "503": 6723, "429": 2, "401": 0})
+    assert grown == {"429": 2, "503": 6718}
+    assert run.status_growth(None, {"503": 1}) is None
+    runs = [_result("gateway: throttle_redis", 4_000, run_no=n, statuses=s)
+            for n, s in enumerate([grown, {"503": 800}, None])]
+    for r, non_2xx in zip(runs, (6720, 800, 5)):
+        r.non_2xx = non_2xx
+    assert "non-2xx=6720 (503: 6718, 429: 2)" in run.progress_line(runs[0], 3)
+    marks = run.row_marks(run.Target("gateway: throttle_redis", "g", 1), runs)
+    assert marks == ["BAD (non-2xx responses (503: 7518, 429: 2))"]
+    # Without the gateway's counters (nginx, the floor), the mark stays as it was.
+    floor = _result(run.FLOOR_LABEL, 1)
+    floor.non_2xx = 3
+    assert run.row_marks(run.Target(run.FLOOR_LABEL, "f", 1), [floor]) == ["BAD (non-2xx responses)"]
