@@ -14,10 +14,10 @@ Why it is built like this (see docs/performance.md for the long form):
   uvloop + httptools), so each gateway row shows its distance to what Python can do;
 - a gateway that runs N processes is compared with nginx running N workers (started
   for the round when --nginx-workers differs);
-- every target runs at the throughput count (--connections, 50); the references and
-  the focus scenarios (passthrough, all_stages) also at 1 connection (added latency),
-  and nginx proxy_pass, the floor and the focus scenarios also above the upstream pool
-  (200 connections): measuring every row at every count would take twice as long.
+- every target runs at the throughput count (--connections, 50); upstream direct,
+  nginx proxy_pass, the floor and the focus scenarios (passthrough, all_stages) also
+  at 1 connection (added latency), and all but upstream direct also above the
+  upstream pool (200 connections): every row at every count would take twice as long.
 
 Run from the repository root:  .venv/bin/python bench/run.py [--quick] [--scenario NAME]
 Standard library + PyYAML only (bench/naive_proxy.py needs aiohttp + uvloop).
@@ -240,7 +240,7 @@ class Settings:
     lua: Path
     settle: float  # longest wait for a quiet machine before a rerun
     latency: list[int] = field(default_factory=list)
-    """Only targets marked latency (the references and the focus scenarios)."""
+    """Only targets marked latency (upstream direct, nginx proxy_pass, the floor, the focus scenarios)."""
     pool: list[int] = field(default_factory=list)
     """Only targets marked pool (nginx proxy_pass, the floor and the focus scenarios)."""
 
@@ -283,7 +283,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--connections", type=parse_connections, default=[50],
                    help="comma list of wrk connection counts for every target (50)")
     p.add_argument("--latency-connections", type=parse_extra_connections, default=[1], metavar="LIST",
-                   help="counts for the references and focus scenarios only: added latency (1; '' for none)")
+                   help="counts for upstream direct, nginx proxy_pass, the floor and the focus scenarios "
+                        "only: added latency (1; '' for none)")
     p.add_argument("--pool-connections", type=parse_extra_connections, default=[200], metavar="LIST",
                    help="counts for nginx proxy_pass, the floor and the focus scenarios only: above "
                         "the upstream pool size (200; '' for none)")
@@ -1450,9 +1451,9 @@ def describe_connections(settings: Settings, focus: Iterable[str]) -> str:
         return ",".join(map(str, values))
 
     text = f"connections {counts(settings.connections)} for every target"
-    who = ", ".join(["the references", *focus])
     if settings.latency:
-        text += f"; {counts(settings.latency)} (latency) for {who}"
+        text += f"; {counts(settings.latency)} (latency) for " + ", ".join(
+            ["upstream direct, nginx proxy_pass, the floor", *focus])
     if settings.pool:
         text += f"; {counts(settings.pool)} (above the upstream pool) for nginx proxy_pass, the floor and " \
                 f"{', '.join(focus) or 'no scenario'}"
@@ -1501,14 +1502,17 @@ def start_targets(procs: Processes, args: argparse.Namespace, nginx: str | None,
             targets.append(start_reference(procs, nginx, args.nginx_workers, upstream.address, cached=True))
     else:
         notes.append("no nginx: no reference row, ratios are blank")
+    # The floor is a reference at every count; the naive proxy only at the throughput
+    # count: its added latency says nothing the floor's does not, and a round has
+    # 15 minutes to spend.
     helpers = [(args.floor, FLOOR_LABEL, "floor-relay", "floor_relay.py", True),
                (args.naive, NAIVE_LABEL, "naive-proxy", "naive_proxy.py", False)]
-    for wanted, label, name, script, pool in helpers:
+    for wanted, label, name, script, reference in helpers:
         if not wanted:
             continue
         try:
             proc, address = start_python_server(procs, name, script, ["--upstream", upstream.address])
-            targets.append(Target(label, address, proc.pid, latency=True, pool=pool))
+            targets.append(Target(label, address, proc.pid, latency=reference, pool=reference))
             print(f"  {label} on {address}")
         except StartError as exc:
             print(f"FAILED to start the {label}: {exc}\n{exc.stderr.rstrip()}")

@@ -183,7 +183,7 @@ def _round_targets() -> list:
         run.Target(two, "n2", 3),
         run.Target(run.NGINX_CACHE_LABEL, "nc", 4, hit_path=True),
         run.Target(run.FLOOR_LABEL, "f", 5, latency=True, pool=True),
-        run.Target(run.NAIVE_LABEL, "a", 6, latency=True),
+        run.Target(run.NAIVE_LABEL, "a", 6),
         run.Target("gateway: passthrough", "g1", 7, latency=True, pool=True),
         run.Target("gateway: all_stages", "g2", 8, latency=True, pool=True),
         run.Target("gateway: throttle_redis", "g3", 9),
@@ -200,7 +200,7 @@ def test_the_plan_measures_the_story_rows_everywhere_and_the_others_at_the_throu
         "nginx proxy_pass, 2 workers": [50],
         run.NGINX_CACHE_LABEL: [50],
         run.FLOOR_LABEL: [1, 50, 200],
-        run.NAIVE_LABEL: [1, 50],
+        run.NAIVE_LABEL: [50],
         "gateway: passthrough": [1, 50, 200],
         "gateway: all_stages": [1, 50, 200],
         "gateway: throttle_redis": [50],
@@ -260,8 +260,9 @@ def test_the_estimate_counts_every_planned_run_and_warm_up() -> None:
 
 def test_the_method_line_says_who_runs_at_which_count() -> None:
     text = run.describe_connections(_settings(), ["passthrough", "all_stages"])
-    assert text == ("connections 50 for every target; 1 (latency) for the references, passthrough, all_stages; "
-                    "200 (above the upstream pool) for nginx proxy_pass, the floor and passthrough, all_stages")
+    assert text == ("connections 50 for every target; 1 (latency) for upstream direct, nginx proxy_pass, the floor, "
+                    "passthrough, all_stages; 200 (above the upstream pool) for nginx proxy_pass, the floor and "
+                    "passthrough, all_stages")
     assert run.describe_connections(_settings(latency=(), pool=()), []) == "connections 50 for every target"
 
 
