@@ -9,7 +9,15 @@ Why it is built like this (see docs/performance.md for the long form):
   figure under contention, so it is reported beside RPS;
 - a run is repeated once (and marked) when the hypervisor stole > 5 % of the machine
   or other processes used > 20 % of a core while it ran;
-- the upstream is a fixed nginx `return 200 '<303-byte JSON>'`, never the bottleneck.
+- the upstream is a fixed nginx `return 200 '<303-byte JSON>'`, never the bottleneck;
+- every round also runs the Python floor (bench/floor_relay.py: raw bytes relayed on
+  uvloop + httptools), so each gateway row shows its distance to what Python can do;
+- a gateway that runs N processes is compared with nginx running N workers (started
+  for the round when --nginx-workers differs);
+- every target runs at the throughput count (--connections, 50); upstream direct,
+  nginx proxy_pass, the floor and the focus scenarios (passthrough, all_stages) also
+  at 1 connection (added latency), and all but upstream direct also above the
+  upstream pool (200 connections): every row at every count would take twice as long.
 
 Run from the repository root:  .venv/bin/python bench/run.py [--quick] [--scenario NAME]
 Standard library + PyYAML only (bench/naive_proxy.py needs aiohttp + uvloop).
@@ -60,8 +68,20 @@ UPSTREAM_LABEL = "upstream direct"
 NGINX_LABEL = "nginx proxy_pass"
 NGINX_CACHE_LABEL = "nginx proxy_cache hit"
 NAIVE_LABEL = "naive aiohttp proxy"
+FLOOR_LABEL = "python floor relay"
+FOCUS_DEFAULT = ("passthrough", "all_stages")
+"""Scenarios measured at the latency and above-pool counts too, unless --focus or
+--scenario says otherwise: pass-through and every-stage-on are issue 10's headline rows."""
+PASSTHROUGH_LABEL = "gateway: passthrough"
+"""The 1-process row a multi-process scenario's ratio is compared with (issue 10)."""
+P99_GROWTH_LIMIT = 3.0
+"""Issue 10: above the pool, p99 within 3x of the throughput count's p99."""
+ACCESS_LOG_WAIT_S = 5.0
+"""The gateway writes its access log in batches (every 200 ms): how long to wait for
+a run's last lines before calling them missing."""
 READY_TIMEOUT_S = 30.0
 CACHE_COUNTER = re.compile(r'^gateway_cache_requests_total\{[^}]*\bresult="(\w+)"[^}]*\} (\S+)$', re.MULTILINE)
+STATUS_COUNTER = re.compile(r'^gateway_requests_total\{[^}]*\bcode="(\d+)"[^}]*\} (\S+)$', re.MULTILINE)
 STOP_GRACE_S = 5.0
 
 T = TypeVar("T")
@@ -101,6 +121,19 @@ class Target:
     cache_counts: Callable[[], dict[str, int]] | None = None
     """Reads the target's own cache counters (result -> count), around every run, to
     show that what was measured were hits (the gateway's /metrics)."""
+    reference: str = NGINX_LABEL
+    """The row whose same-run RPS this one's `× nginx` divides by: nginx proxy_pass
+    with as many workers as this target has processes."""
+    latency: bool = False
+    """Also measured at the latency connection counts (1)."""
+    pool: bool = False
+    """Also measured at the above-pool connection counts (200)."""
+    access_log: Path | None = None
+    """The file the target writes its access log to: it must grow by a line per request."""
+    status_counts: Callable[[], dict[str, int] | None] | None = None
+    """Reads the target's answers by status code (the gateway's /metrics), so that a
+    row with non-2xx answers says which: a 429 is a limit too low for the bench, a 503
+    a store or pool that gave up."""
 
 
 @dataclass
@@ -152,6 +185,10 @@ class RunResult:
     requests: int = 0
     cache: dict[str, int] | None = None
     """How much each of the target's cache counters grew over the run (hit, miss, ...)."""
+    logged: int | None = None
+    """Lines the target's access log grew by over the run (access-log rows only)."""
+    statuses: dict[str, int] | None = None
+    """Non-2xx answers the target counted over the run, by status code (gateway rows)."""
 
 
 @dataclass(frozen=True)
@@ -197,10 +234,15 @@ class Settings:
     wrk: str
     duration: int
     connections: list[int]
+    """Every target."""
     runs: int
     warmup: int
     lua: Path
     settle: float  # longest wait for a quiet machine before a rerun
+    latency: list[int] = field(default_factory=list)
+    """Only targets marked latency (upstream direct, nginx proxy_pass, the floor, the focus scenarios)."""
+    pool: list[int] = field(default_factory=list)
+    """Only targets marked pool (nginx proxy_pass, the floor and the focus scenarios)."""
 
 
 # --------------------------------------------------------------------------- CLI
@@ -212,6 +254,16 @@ def parse_connections(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError("expected a comma list of positive integers")
     return values
+
+
+def parse_extra_connections(text: str) -> list[int]:
+    """Like parse_connections, but `` (or `none`) turns the extra runs off."""
+    return [] if text.strip().lower() in ("", "none") else parse_connections(text)
+
+
+def parse_names(text: str) -> list[str]:
+    """`passthrough,all_stages` -> the names."""
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def parse_seconds(text: str) -> int:
@@ -228,8 +280,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--scenario", action="append", metavar="NAME",
                    help="bench/scenarios/NAME.yaml to run (repeatable; default: all)")
     p.add_argument("--duration", type=parse_seconds, default=10, help="seconds per wrk run (10)")
-    p.add_argument("--connections", type=parse_connections, default=[1, 50],
-                   help="comma list of wrk connection counts (1,50)")
+    p.add_argument("--connections", type=parse_connections, default=[50],
+                   help="comma list of wrk connection counts for every target (50)")
+    p.add_argument("--latency-connections", type=parse_extra_connections, default=[1], metavar="LIST",
+                   help="counts for upstream direct, nginx proxy_pass, the floor and the focus scenarios "
+                        "only: added latency (1; '' for none)")
+    p.add_argument("--pool-connections", type=parse_extra_connections, default=[200], metavar="LIST",
+                   help="counts for nginx proxy_pass, the floor and the focus scenarios only: above "
+                        "the upstream pool size (200; '' for none)")
+    p.add_argument("--focus", type=parse_names, metavar="NAMES",
+                   help="scenarios that also get the latency and pool counts "
+                        "(default: the --scenario names, else passthrough,all_stages)")
     p.add_argument("--runs", type=int, default=3, help="runs per target and connection count (3)")
     p.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured wrk per target (2)")
     p.add_argument("--settle", type=float, default=15.0,
@@ -237,8 +298,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke test: 1 run of 3 s, not recorded")
     p.add_argument("--naive", action=argparse.BooleanOptionalAction, default=True,
                    help="include the naive aiohttp proxy row (default on)")
+    p.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
+                   help="include the python floor relay row, bench/floor_relay.py (default on)")
     p.add_argument("--nginx-workers", type=int, default=1,
-                   help="nginx proxy_pass workers; match the gateway's process count (1)")
+                   help="workers of the main nginx proxy_pass reference (1); a scenario running another "
+                        "number of processes gets an nginx with as many workers in the same round")
     p.add_argument("--record", action=argparse.BooleanOptionalAction, default=None,
                    help="write the result into docs/performance.md (default: on, off with --quick)")
     p.add_argument("--gateway", type=Path, default=REPO / ".venv" / "bin" / "gateway",
@@ -253,6 +317,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.record = not args.quick
     if args.runs < 1:
         p.error("--runs must be >= 1")
+    if args.focus is None:
+        args.focus = list(args.scenario or FOCUS_DEFAULT)
     return args
 
 
@@ -564,15 +630,46 @@ def hit_problem(target: Target) -> str | None:
     return None if x_cache == "HIT" else f"a repeated GET answered X-Cache: {x_cache}, not HIT"
 
 
+def sum_by_label(metrics: str, counter: re.Pattern[str]) -> dict[str, int]:
+    """A counter's samples summed by the one label `counter` captures (over routes, methods...)."""
+    counts: dict[str, int] = {}
+    for label, value in counter.findall(metrics):
+        counts[label] = counts.get(label, 0) + int(float(value))
+    return counts
+
+
 def read_cache_counts(admin: str) -> dict[str, int]:
     """gateway_cache_requests_total by result, summed over routes, from the admin /metrics."""
     answer = http_get(admin, "/metrics")
     if answer is None or answer[0] != 200:
         raise RuntimeError(f"could not read the cache counters from http://{admin}/metrics")
-    counts: dict[str, int] = {}
-    for result, value in CACHE_COUNTER.findall(answer[2].decode(errors="replace")):
-        counts[result] = counts.get(result, 0) + int(float(value))
-    return counts
+    return sum_by_label(answer[2].decode(errors="replace"), CACHE_COUNTER)
+
+
+def read_status_counts(admin: str) -> dict[str, int] | None:
+    """gateway_requests_total by status code from the admin /metrics; None when
+    unreadable, since it only explains a row's non-2xx column and must not fail a run."""
+    answer = http_get(admin, "/metrics")
+    if answer is None or answer[0] != 200:
+        return None
+    return sum_by_label(answer[2].decode(errors="replace"), STATUS_COUNTER)
+
+
+def status_growth(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, int] | None:
+    """Non-2xx answers counted between two readings, by code (None if either is missing)."""
+    if before is None or after is None:
+        return None
+    grown = {code: n - before.get(code, 0) for code, n in after.items() if not code.startswith("2")}
+    return {code: n for code, n in sorted(grown.items()) if n > 0}
+
+
+def describe_statuses(statuses: Iterable[dict[str, int] | None]) -> str:
+    """`503: 6718, 429: 2` summed over runs, most frequent first ('' when none known)."""
+    total: dict[str, int] = {}
+    for counts in statuses:
+        for code, n in (counts or {}).items():
+            total[code] = total.get(code, 0) + n
+    return ", ".join(f"{code}: {n}" for code, n in sorted(total.items(), key=lambda item: (-item[1], item[0])))
 
 
 # --------------------------------------------------------------------------- servers
@@ -797,14 +894,23 @@ def start_services(procs: Processes, scenario: Scenario,
     return {name: running[name] for name in wanted}
 
 
+def access_log_path(workdir: Path, scenario: Scenario) -> Path | None:
+    """Where a scenario that writes ${ACCESS_LOG} logs to: a file in the round's
+    temporary directory (removed with it), one per scenario."""
+    return workdir / f"access-{scenario.name}.log" if "${ACCESS_LOG}" in scenario.template else None
+
+
 def start_gateway(procs: Processes, gateway: Path, scenario: Scenario, upstream: str,
-                  services: dict[str, tuple[subprocess.Popen, str]]) -> Target:
+                  services: dict[str, tuple[subprocess.Popen, str]], reference: str = NGINX_LABEL,
+                  focus: bool = False) -> Target:
     """Generate the scenario's config and wait for /healthz and a 200 through the gateway."""
     label = f"gateway: {scenario.name}"
+    log_file = access_log_path(procs.workdir, scenario)
 
     def attempt() -> Target:
         values = {"LISTEN": f"{HOST}:{free_port()}", "ADMIN": f"{HOST}:{free_port()}", "UPSTREAM": upstream,
-                  **{name: address for name, (_, address) in services.items()}}
+                  **{name: address for name, (_, address) in services.items()},
+                  **({"ACCESS_LOG": str(log_file)} if log_file is not None else {})}
         conf = procs.workdir / f"gateway-{scenario.name}.yaml"
         conf.write_text(render_scenario(scenario.template, values))
         env = {**os.environ, **values, "PYTHONUNBUFFERED": "1"}
@@ -813,14 +919,17 @@ def start_gateway(procs: Processes, gateway: Path, scenario: Scenario, upstream:
                    and returns_200(values["LISTEN"], "/", scenario.headers))
         return Target(label, values["LISTEN"], proc.pid, list(scenario.headers),
                       helper_pids=[service.pid for service, _ in services.values()], hit_path=scenario.caches,
-                      cache_counts=functools.partial(read_cache_counts, values["ADMIN"]) if scenario.caches else None)
+                      cache_counts=functools.partial(read_cache_counts, values["ADMIN"]) if scenario.caches else None,
+                      reference=reference, latency=focus, pool=focus, access_log=log_file,
+                      status_counts=functools.partial(read_status_counts, values["ADMIN"]))
 
     return with_port_retry(attempt)
 
 
 def start_gateways(procs: Processes, gateway: Path, scenarios: list[Scenario], upstream: str,
-                   nginx_workers: int) -> tuple[list[Target], list[str]]:
-    """Every scenario that starts; one that fails is reported (with stderr) and skipped."""
+                   nginx_workers: int, focus: set[str] = frozenset()) -> tuple[list[Target], list[str]]:
+    """Every scenario that starts; one that fails is reported (with stderr) and skipped.
+    Each is compared with nginx running as many workers as it runs processes."""
     if not scenarios:
         return [], []
     if not gateway.exists():
@@ -830,13 +939,11 @@ def start_gateways(procs: Processes, gateway: Path, scenarios: list[Scenario], u
     targets, failed = [], []
     running: dict[str, tuple[subprocess.Popen, str]] = {}
     for scenario in scenarios:
-        workers = gateway_processes(scenario)
-        if workers is not None and workers != nginx_workers:
-            print(f"note: scenario {scenario.name} runs {workers} gateway process(es) against "
-                  f"{nginx_workers} nginx worker(s): CPU budgets differ (see --nginx-workers)")
+        reference = reference_label(gateway_processes(scenario) or nginx_workers, nginx_workers)
         try:
             services = start_services(procs, scenario, running)
-            targets.append(start_gateway(procs, gateway, scenario, upstream, services))
+            targets.append(start_gateway(procs, gateway, scenario, upstream, services, reference,
+                                         scenario.name in focus))
             print(f"  started gateway scenario {scenario.name} on {targets[-1].address}")
         except StartError as exc:
             failed.append(scenario.name)
@@ -885,13 +992,46 @@ def run_wrk(settings: Settings, target: Target, connections: int, duration: int)
 # --------------------------------------------------------------------------- measuring
 
 
+def file_size(path: Path) -> int:
+    """Bytes in a file; 0 before it exists."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def count_lines(path: Path, offset: int) -> int:
+    """Newlines written to a file after `offset` (read in blocks: the log grows by MBs)."""
+    lines = 0
+    with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+        f.seek(offset)
+        while block := f.read(1 << 20):
+            lines += block.count(b"\n")
+    return lines
+
+
+def lines_logged(path: Path, offset: int, requests: int, wait_s: float = ACCESS_LOG_WAIT_S) -> int:
+    """Lines appended since `offset`, once there are at least `requests` of them or
+    `wait_s` has passed: the gateway writes its log in batches, so the last lines of
+    a run land a little after wrk stops."""
+    deadline = time.monotonic() + wait_s
+    while (lines := count_lines(path, offset)) < requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return lines
+
+
 def measure_once(settings: Settings, target: Target, upstream: Target, connections: int, run: int) -> RunResult:
-    """One wrk run with the target's CPU, steal and strangers (and its cache counters) read around it."""
+    """One wrk run with the target's CPU, steal and strangers (and its cache counters
+    and access log) read around it."""
     counts0 = target.cache_counts() if target.cache_counts else None
+    log0 = file_size(target.access_log) if target.access_log else None
+    statuses0 = target.status_counts() if target.status_counts else None
     before, cpu0, t0 = snapshot(), machine_cpu(), time.monotonic()
     wrk = run_wrk(settings, target, connections, settings.duration)
     wall, cpu1, after = time.monotonic() - t0, machine_cpu(), snapshot()
     counts1 = target.cache_counts() if target.cache_counts else None
+    statuses1 = target.status_counts() if target.status_counts else None
+    logged = lines_logged(target.access_log, log0, wrk.requests) if target.access_log and log0 is not None else None
     ours = {os.getpid()}  # wrk is our child: reaped, its CPU is in our cutime
     roots = (target.root_pid, *target.helper_pids)
     for root in (*roots, upstream.root_pid):
@@ -907,6 +1047,7 @@ def measure_once(settings: Settings, target: Target, upstream: Target, connectio
         others_pct_of_core=100.0 * others / CLK_TCK / wall, busiest_other=busiest_other(before, after, ours),
         requests=wrk.requests,
         cache=None if counts0 is None or counts1 is None else {k: n - counts0.get(k, 0) for k, n in counts1.items()},
+        logged=logged, statuses=status_growth(statuses0, statuses1),
     )
 
 
@@ -920,6 +1061,14 @@ def not_hits(r: RunResult) -> str | None:
     if hits >= r.requests and not others:
         return None
     return ", ".join([f"{hits} hits for {r.requests} requests", *others])
+
+
+def not_logged(r: RunResult) -> str | None:
+    """Why a run of an access-log row did not log every request (None when it did).
+    Lines may exceed wrk's count by the requests still in flight when wrk stopped."""
+    if r.logged is None or r.failed or r.logged >= r.requests:
+        return None
+    return f"{r.logged} log lines for {r.requests} requests"
 
 
 def disturbed(result: RunResult) -> bool:
@@ -970,7 +1119,11 @@ def progress_line(r: RunResult, runs: int) -> str:
     if r.cache is not None:
         flags += f" hits={r.cache.get('hit', 0)}/{r.requests}"
         flags += f" NOT-ALL-HITS ({problem})" if (problem := not_hits(r)) else ""
+    if r.logged is not None:
+        flags += f" logged={r.logged}/{r.requests}"
+        flags += f" LOG-SHORT ({problem})" if (problem := not_logged(r)) else ""
     flags += f" non-2xx={r.non_2xx}" if r.non_2xx else ""
+    flags += f" ({codes})" if r.non_2xx and (codes := describe_statuses([r.statuses])) else ""
     flags += f" sock-err={r.socket_errors}" if r.socket_errors else ""
     return (f"{head} {r.rps:9.0f} rps  p50 {r.p50_us / 1000:7.3f} ms  p99 {r.p99_us / 1000:7.3f} ms"
             f"  cpu {cpu} us/req  steal {r.steal_pct:4.1f}%  others {r.others_pct_of_core:5.1f}%{flags}")
@@ -982,12 +1135,40 @@ def rotated(items: list[T], by: int) -> list[T]:
     return items[k:] + items[:k]
 
 
-def run_round(settings: Settings, targets: list[Target], upstream: Target) -> list[RunResult]:
-    """ONE round: for each run and connection count, every target in turn."""
+def connection_plan(targets: list[Target], settings: Settings) -> dict[str, list[int]]:
+    """label -> the connection counts the target is measured at.
+
+    Every target runs at the throughput counts; a target marked latency (pool) also at
+    the latency (above-pool) counts. A reference then runs at every count a target
+    that divides by it runs at, so that each row has its same-run ratio.
+    """
+    plan = {}
+    for t in targets:
+        plan[t.label] = {*settings.connections, *(settings.latency if t.latency else ()),
+                         *(settings.pool if t.pool else ())}
+    grew = True
+    while grew:  # until settled: a reference has a reference of its own (nginx 2 workers -> 1)
+        grew = False
+        for t in targets:
+            for reference in (t.reference, NGINX_CACHE_LABEL if t.hit_path else None):
+                if reference in plan and not plan[t.label] <= plan[reference]:
+                    plan[reference] |= plan[t.label]
+                    grew = True
+    return {label: sorted(counts) for label, counts in plan.items()}
+
+
+def plan_counts(plan: dict[str, list[int]]) -> list[int]:
+    """Every connection count of a round, ascending."""
+    return sorted({c for counts in plan.values() for c in counts})
+
+
+def run_round(settings: Settings, targets: list[Target], upstream: Target,
+              plan: dict[str, list[int]]) -> list[RunResult]:
+    """ONE round: for each run and connection count, every target planned at it in turn."""
     results = []
     for run in range(settings.runs):
-        for connections in settings.connections:
-            for target in rotated(targets, run):
+        for connections in plan_counts(plan):
+            for target in rotated([t for t in targets if connections in plan[t.label]], run):
                 if alive(target):
                     results.append(measure(settings, target, upstream, connections, run))
                 elif "process died" not in target.problems:
@@ -1004,14 +1185,14 @@ def alive(target: Target) -> bool:
         return False
 
 
-def warm_up(settings: Settings, targets: list[Target]) -> None:
-    """Unmeasured load first, so pools are full and lazy imports are done."""
+def warm_up(settings: Settings, targets: list[Target], plan: dict[str, list[int]]) -> None:
+    """Unmeasured load first, at each target's most connections, so pools are full and
+    lazy imports are done."""
     if settings.warmup <= 0:
         return
-    connections = max(settings.connections)
     for target in targets:
         try:
-            run_wrk(settings, target, connections, settings.warmup)
+            run_wrk(settings, target, max(plan[target.label]), settings.warmup)
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             print(f"  warm-up of {target.label} failed: {exc}")
 
@@ -1052,19 +1233,24 @@ def same_run_ratio(ok: list[RunResult], reference: dict[tuple[int, int], float])
     return median(r.rps / reference[(r.run, r.connections)] for r in ok if (r.run, r.connections) in reference)
 
 
-def summarise(targets: list[Target], results: list[RunResult], connections: list[int]) -> list[Row]:
-    """Medians per (target, connections); ratios are medians of same-run ratios, to
-    nginx proxy_pass for every row and to nginx proxy_cache hits for hit rows."""
-    proxy_pass, proxy_cache = same_run_rps(results, NGINX_LABEL), same_run_rps(results, NGINX_CACHE_LABEL)
+def summarise(targets: list[Target], results: list[RunResult], plan: dict[str, list[int]]) -> list[Row]:
+    """Medians per (target, connections) the plan measured; ratios are medians of
+    same-run ratios, to the target's nginx proxy_pass reference (as many workers as
+    it has processes) for every row and to nginx proxy_cache hits for hit rows."""
+    proxy_cache = same_run_rps(results, NGINX_CACHE_LABEL)
+    references = {t.reference: same_run_rps(results, t.reference) for t in targets}
     rows = []
-    for c in connections:
+    for c in plan_counts(plan):
         for target in targets:
+            if c not in plan.get(target.label, ()):
+                continue
             runs = [r for r in results if r.label == target.label and r.connections == c]
             ok = [r for r in runs if not r.failed]
             rows.append(Row(
                 target.label, c,
                 median(r.rps for r in ok), median(r.p50_us for r in ok), median(r.p99_us for r in ok),
-                same_run_ratio(ok, proxy_pass), same_run_ratio(ok, proxy_cache) if target.hit_path else None,
+                same_run_ratio(ok, references[target.reference]),
+                same_run_ratio(ok, proxy_cache) if target.hit_path else None,
                 median(r.cpu_us_per_request for r in ok),
                 sum(r.non_2xx for r in runs), sum(r.socket_errors for r in runs),
                 row_marks(target, runs),
@@ -1082,11 +1268,14 @@ def row_marks(target: Target, runs: list[RunResult]) -> list[str]:
     bad = list(target.problems)
     bad += [f"run failed: {r.failed}" for r in runs if r.failed]
     if any(r.non_2xx for r in runs):
-        bad.append("non-2xx responses")
+        codes = describe_statuses(r.statuses for r in runs)
+        bad.append(f"non-2xx responses ({codes})" if codes else "non-2xx responses")
     if any(r.socket_errors for r in runs):
         bad.append("socket errors")
     if any(not_hits(r) for r in runs):
         bad.append("requests that were not cache hits")
+    if any(not_logged(r) for r in runs):
+        bad.append("requests missing from the access log")
     if not runs:
         bad.append("not measured")
     if bad:
@@ -1132,10 +1321,50 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-LEGEND = ("`× nginx`, `× cache`: RPS over nginx proxy_pass, over nginx proxy_cache hits (hit rows only), "
-          "in the same run. Marks: `r` a run was disturbed (steal > 5 % of the machine or other processes > 20 % "
-          "of a core) and was rerun once; `!` the rerun was disturbed too; `BAD` errors or a wrong "
-          "answer, do not trust the row. p99 at 1 connection is bracketed: it is mostly VM jitter.")
+LEGEND = ("`× nginx`, `× cache`: RPS over nginx proxy_pass (with as many workers as the target has "
+          "processes; an nginx with other workers is over the main one), over nginx proxy_cache hits "
+          "(hit rows only), in the same run. Marks: `r` a run was disturbed (steal > 5 % of the machine "
+          "or other processes > 20 % of a core) and was rerun once; `!` the rerun was disturbed too; "
+          "`BAD` errors or a wrong answer, do not trust the row. p99 at 1 connection is bracketed: it is "
+          "mostly VM jitter.")
+
+
+RATIO_NOISE = 0.05
+"""BENCH.md: same-round ratios moved by less than this between sets: a smaller
+difference between two ratios is no difference."""
+
+
+def checks(rows: list[Row], targets: list[Target], throughput: int) -> list[str]:
+    """Issue 10's comparisons between rows of one table, in words.
+
+    - Above the pool: each row measured at more connections than the throughput
+      count, its p99 over the same target's p99 at the throughput count (no collapse
+      = within P99_GROWTH_LIMIT).
+    - Workers: a gateway running N > 1 processes, its ratio to nginx with N workers
+      against pass-through's ratio to nginx with as many workers as it has (the
+      issue asks for the same ratio or better).
+    """
+    by = {(r.label, r.connections): r for r in rows}
+    lines = []
+    for r in rows:
+        base = by.get((r.label, throughput))
+        if r.connections > throughput and base is not None and r.p99_us and base.p99_us:
+            growth = r.p99_us / base.p99_us
+            verdict = "within" if growth <= P99_GROWTH_LIMIT else "OVER"
+            lines.append(f"{r.label}: p99 at {r.connections} connections {r.p99_us / 1000:.1f} ms = {growth:.1f}x "
+                         f"its p99 at {throughput} ({verdict} {P99_GROWTH_LIMIT:g}x)")
+    single = next((t for t in targets if t.label == PASSTHROUGH_LABEL), None)
+    one = by.get((PASSTHROUGH_LABEL, throughput))
+    for t in targets:
+        row = by.get((t.label, throughput))
+        if single is None or t.reference == single.reference or not t.label.startswith("gateway: ") or row is None:
+            continue
+        if row.ratio is None or one is None or one.ratio is None:
+            continue
+        verdict = "same or better" if row.ratio >= one.ratio - RATIO_NOISE else "WORSE"
+        lines.append(f"{t.label}: {row.ratio:.2f}x {t.reference} at {throughput} connections, against "
+                     f"{PASSTHROUGH_LABEL} {one.ratio:.2f}x {single.reference} ({verdict})")
+    return lines
 
 
 # --------------------------------------------------------------------------- recording
@@ -1187,7 +1416,7 @@ def command_line() -> str:
     return shlex.join([rel(sys.executable), rel(sys.argv[0]), *sys.argv[1:]])
 
 
-def generated_section(rows: list[Row], results: list[RunResult], settings: Settings, context: dict[str, str]) -> str:
+def generated_section(rows: list[Row], results: list[RunResult], settings: Settings, context: dict) -> str:
     """The block between the markers; everything else in the doc is hand-written."""
     reruns = sum(r.rerun for r in results)
     noisy = sum(r.noisy for r in results)
@@ -1202,17 +1431,40 @@ def generated_section(rows: list[Row], results: list[RunResult], settings: Setti
         f"- Machine: {context['machine']}",
         f"- Tools: {context['versions']}",
         f"- Code: {context['revision']}",
-        f"- Method: `wrk -t1 -d{settings.duration}s`, connections {','.join(map(str, settings.connections))}, "
+        f"- Method: `wrk -t1 -d{settings.duration}s`, {context['connections']}, "
         f"median of {settings.runs} run(s), targets alternating in one round; upstream: {context['upstream']}",
         f"- Contention: median steal {0.0 if steal is None else steal:.1f} %, "
         f"{reruns} of {len(results)} runs rerun, {noisy} still disturbed after rerun",
         *([f"- Note: {n}" for n in context.get("notes", [])]),
+        *([f"- Check: {c}" for c in context.get("checks", [])]),
         "",
         markdown_table(rows),
         "",
         LEGEND,
         DOC_END,
     ])
+
+
+def describe_connections(settings: Settings, focus: Iterable[str]) -> str:
+    """The connection plan in words, for the terminal and the recorded method line."""
+    def counts(values: list[int]) -> str:
+        return ",".join(map(str, values))
+
+    text = f"connections {counts(settings.connections)} for every target"
+    if settings.latency:
+        text += f"; {counts(settings.latency)} (latency) for " + ", ".join(
+            ["upstream direct, nginx proxy_pass, the floor", *focus])
+    if settings.pool:
+        text += f"; {counts(settings.pool)} (above the upstream pool) for nginx proxy_pass, the floor and " \
+                f"{', '.join(focus) or 'no scenario'}"
+    return text
+
+
+def estimate_seconds(plan: dict[str, list[int]], settings: Settings) -> int:
+    """How long a round takes without reruns: every planned run plus warm-ups (wrk's
+    start and the /proc reads add about a second per run)."""
+    runs = settings.runs * sum(len(counts) for counts in plan.values())
+    return runs * (settings.duration + 1) + len(plan) * (settings.warmup + 1)
 
 
 def record(section: str) -> None:
@@ -1233,25 +1485,39 @@ def record(section: str) -> None:
 
 def start_targets(procs: Processes, args: argparse.Namespace, nginx: str | None, body: bytes,
                   scenarios: list[Scenario], notes: list[str]) -> tuple[Target, list[Target], list[str]]:
-    """Upstream, nginx reference, naive proxy and gateways, each checked for the right answer."""
+    """Upstream, nginx references, the floor relay, naive proxy and gateways, each
+    checked for the right answer."""
     upstream = start_upstream(procs, nginx, body)
     print(f"  upstream on {upstream.address}")
+    upstream.latency = True
     targets = [upstream]
     if nginx is not None:
-        targets.append(start_reference(procs, nginx, args.nginx_workers, upstream.address, cached=False))
+        main = start_reference(procs, nginx, args.nginx_workers, upstream.address, cached=False)
+        main.latency = main.pool = True
+        targets.append(main)
+        for workers in extra_reference_workers(scenarios, args.nginx_workers):
+            targets.append(start_reference(procs, nginx, workers, upstream.address, cached=False,
+                                           label=reference_label(workers, args.nginx_workers)))
         if any(scenario.caches for scenario in scenarios):
             targets.append(start_reference(procs, nginx, args.nginx_workers, upstream.address, cached=True))
     else:
         notes.append("no nginx: no reference row, ratios are blank")
-    if args.naive:
+    # The floor is a reference at every count; the naive proxy only at the throughput
+    # count: its added latency says nothing the floor's does not, and a round has
+    # 15 minutes to spend.
+    helpers = [(args.floor, FLOOR_LABEL, "floor-relay", "floor_relay.py", True),
+               (args.naive, NAIVE_LABEL, "naive-proxy", "naive_proxy.py", False)]
+    for wanted, label, name, script, reference in helpers:
+        if not wanted:
+            continue
         try:
-            proc, address = start_python_server(procs, "naive-proxy", "naive_proxy.py",
-                                                ["--upstream", upstream.address])
-            targets.append(Target(NAIVE_LABEL, address, proc.pid))
-            print(f"  naive aiohttp proxy on {address}")
+            proc, address = start_python_server(procs, name, script, ["--upstream", upstream.address])
+            targets.append(Target(label, address, proc.pid, latency=reference, pool=reference))
+            print(f"  {label} on {address}")
         except StartError as exc:
-            print(f"FAILED to start the naive proxy: {exc}\n{exc.stderr.rstrip()}")
-    gateways, failed = start_gateways(procs, args.gateway, scenarios, upstream.address, args.nginx_workers)
+            print(f"FAILED to start the {label}: {exc}\n{exc.stderr.rstrip()}")
+    gateways, failed = start_gateways(procs, args.gateway, scenarios, upstream.address, args.nginx_workers,
+                                      set(args.focus))
     targets += gateways
     for target in targets:
         problem = body_problem(target, body)
@@ -1263,10 +1529,29 @@ def start_targets(procs: Processes, args: argparse.Namespace, nginx: str | None,
     return upstream, targets, failed
 
 
-def start_reference(procs: Processes, nginx: str, workers: int, upstream: str, cached: bool) -> Target:
+def reference_label(workers: int, main_workers: int) -> str:
+    """The nginx proxy_pass row a target with `workers` processes is compared with:
+    the main reference (--nginx-workers), or one started with as many workers."""
+    if workers == main_workers:
+        return NGINX_LABEL
+    return f"{NGINX_LABEL}, {workers} worker{'s' if workers != 1 else ''}"
+
+
+def extra_reference_workers(scenarios: list[Scenario], main_workers: int) -> list[int]:
+    """Worker counts the round needs an nginx proxy_pass for, besides the main one,
+    so that every gateway row is compared with an equal CPU budget (BENCH.md)."""
+    counts = {gateway_processes(scenario) for scenario in scenarios}
+    return sorted(n for n in counts if n is not None and n != main_workers)
+
+
+def start_reference(procs: Processes, nginx: str, workers: int, upstream: str, cached: bool,
+                    label: str | None = None) -> Target:
     """nginx proxy_pass, or (cached) the same nginx serving proxy_cache hits: each
-    gateway row is compared with the nginx doing the same job in the same round."""
-    label, name = (NGINX_CACHE_LABEL, "nginx-cache") if cached else (NGINX_LABEL, "nginx-proxy")
+    gateway row is compared with the nginx doing the same job in the same round.
+    An extra proxy_pass reference (another worker count) is compared with the main one."""
+    label, name = (NGINX_CACHE_LABEL, "nginx-cache") if cached else (label or NGINX_LABEL, "nginx-proxy")
+    if label != NGINX_LABEL and not cached:
+        name = f"nginx-proxy-{workers}w"
 
     def block(port: int, prefix: Path) -> str:
         return proxy_block(port, upstream, prefix / "cache" if cached else None)
@@ -1280,28 +1565,34 @@ def run_benchmark(args: argparse.Namespace, wrk: str, scenarios: list[Scenario],
     """Start everything, run one round, print, record. Exit 1 if anything was bad."""
     lua = procs.workdir / "report.lua"
     lua.write_text(LUA_REPORT)
-    settings = Settings(wrk, args.duration, args.connections, args.runs, args.warmup, lua, args.settle)
+    settings = Settings(wrk, args.duration, args.connections, args.runs, args.warmup, lua, args.settle,
+                        args.latency_connections, args.pool_connections)
     notes: list[str] = []
     nginx = find_tool("nginx", install=True)
     body = json_body()
     print("starting targets ...", flush=True)
     upstream, targets, failed = start_targets(procs, args, nginx, body, scenarios, notes)
     notes += [f"gateway scenario {name} failed to start (not measured)" for name in failed]
-    total_s = len(targets) * len(settings.connections) * (settings.runs * settings.duration + 1)
-    print(f"measuring {len(targets)} targets x c{args.connections} x {settings.runs} run(s) "
-          f"of {settings.duration}s (about {total_s // 60 + 1} min) ...", flush=True)
-    warm_up(settings, targets)
-    results = run_round(settings, targets, upstream)
-    rows = summarise(targets, results, settings.connections)
+    plan = connection_plan(targets, settings)
+    focus = [t.label.removeprefix("gateway: ") for t in targets if t.label.startswith("gateway: ") and t.latency]
+    connections = describe_connections(settings, focus)
+    print(f"measuring {len(targets)} targets, {connections}, {settings.runs} run(s) of {settings.duration}s "
+          f"(about {estimate_seconds(plan, settings) // 60 + 1} min) ...", flush=True)
+    warm_up(settings, targets, plan)
+    results = run_round(settings, targets, upstream, plan)
+    rows = summarise(targets, results, plan)
+    found = checks(rows, targets, max(settings.connections))
     print()
     print(text_table(rows))
     print(LEGEND)
+    for line in found:
+        print(f"check: {line}")
     for note in notes:
         print(f"note: {note}")
     context = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command_line(), "machine": machine_description(), "versions": versions(nginx, wrk),
-        "revision": git_revision(), "notes": notes,
+        "revision": git_revision(), "notes": notes, "checks": found, "connections": connections,
         "upstream": f"nginx `return 200` {BODY_SIZE}-byte JSON" if nginx else "aiohttp fallback (not nginx)",
     }
     if args.json:
