@@ -53,6 +53,7 @@ class EdgeHandler:
         self._id_prefix = os.urandom(10).hex()
         self._id_counter = itertools.count(1)
         self._pid = os.getpid()  # "worker" in the access log: which process answered
+        self._logging = access_log.enabled
 
     async def __call__(self, request: EdgeRequest) -> None:
         started = time.perf_counter()
@@ -115,7 +116,7 @@ class EdgeHandler:
         elapsed = time.perf_counter() - started
         route_name = ex.route.name if ex.route is not None else "none"
         self.metrics.observe_request(route_name, request.method, status, elapsed)
-        if self.access_log.enabled:
+        if self._logging:
             self.access_log.record(
                 request_id, ex.client_ip, request.method, ex.path or request.raw_path.partition("?")[0][:512],
                 route_name, status, elapsed * 1000, ex.target, ex.cache_status, self._pid,

@@ -353,7 +353,10 @@ class Forwarder:
                 conn: UpstreamConnection | None = None
                 sender: asyncio.Task[None] | None = None
                 try:
-                    conn = await target.pool.acquire(self._queue_wait)
+                    pool = target.pool
+                    conn = None if pool.closed else pool.take_idle()
+                    if conn is None:
+                        conn = await pool.acquire(self._queue_wait)
                     conn.begin(head_bytes, head_only=method == "HEAD")
                     if replay is not None:
                         conn.write(replay)

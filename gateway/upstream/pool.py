@@ -59,6 +59,20 @@ class ConnectionPool:
     def idle(self) -> int:
         return len(self._idle)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def take_idle(self) -> UpstreamConnection | None:
+        """An idle keep-alive connection, without awaiting (the common case)."""
+        idle = self._idle
+        while idle:
+            conn, _ = idle.pop()
+            if not conn.closed:
+                return conn
+            self._size -= 1
+        return None
+
     async def acquire(self, wait: float) -> UpstreamConnection:
         if self._closed:
             raise ConnectError(f"the pool for {self.host}:{self.port} is closed")
