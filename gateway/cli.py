@@ -126,6 +126,7 @@ def _workers_arg(text: str) -> int | str:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from gateway.access_log import AccessLogError
+    from gateway.http_server import ParserUnavailable, require_strict_parser
     from gateway.server import serve
     from gateway.supervisor import WorkerStartError, run_supervisor, worker_count
 
@@ -133,6 +134,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # SIGHUP's default action is to terminate: one sent while we start (a service
     # manager's reload) must not kill us. The serving loop installs the real handler.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        require_strict_parser()
+    except ParserUnavailable as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
     config = _load_or_report(args.config)
     if config is None:
         return 2

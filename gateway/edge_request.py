@@ -162,7 +162,7 @@ EMPTY_BODY = _EmptyBody()
 class EdgeRequest:
     __slots__ = (
         "conn", "method", "version", "raw_path", "raw_headers", "remote", "keep_alive",
-        "host", "host_count", "authorization_count", "content_length", "chunked", "codings",
+        "host", "host_bytes", "host_count", "authorization_count", "content_length", "chunked", "codings",
         "expect_continue", "connection_tokens", "request_id", "head_size", "content", "exchange",
         "_headers",
     )
@@ -222,6 +222,8 @@ class EdgeRequest:
                 request_id = value
         self.head_size = size
         self.host = _text(host) if host is not None else None
+        self.host_bytes = host
+        """The Host value as the client sent it (forwarded without a decode round trip)."""
         self.host_count = hosts
         self.authorization_count = authorizations
         # llhttp has already refused a malformed or repeated-and-different length.

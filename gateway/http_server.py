@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
 import httptools
@@ -51,7 +52,7 @@ from gateway.problem import Problem
 from gateway.raw_response import encode_problem
 from gateway.rate_limited_log import RateLimitedLog
 
-__all__ = ["EdgeServer", "EdgeConnection"]
+__all__ = ["EdgeServer", "EdgeConnection", "ParserUnavailable", "require_strict_parser"]
 
 log = logging.getLogger("gateway.http")
 
@@ -63,6 +64,23 @@ _QUEUE_PAUSE = 8
 """Heads parsed ahead of the answer in progress before reading pauses."""
 
 _VERSIONS = {"1.1": (1, 1), "1.0": (1, 0)}
+
+
+class ParserUnavailable(RuntimeError):
+    """The request parser on the proxy port is not llhttp's compiled extension."""
+
+
+def require_strict_parser(parser_class: type = httptools.HttpRequestParser) -> None:
+    """Refuse to serve unless requests are parsed by llhttp compiled in (SPEC §4a:
+    never a pure-Python parser). httptools ships no Python fallback today; this keeps
+    a future one, or a stand-in module on the path, from being used silently."""
+    module = sys.modules.get(parser_class.__module__)
+    path = getattr(module, "__file__", None) or ""
+    if not path.endswith((".so", ".pyd")):
+        raise ParserUnavailable(
+            f"the proxy port's HTTP parser ({parser_class.__module__}) is not llhttp's compiled extension; "
+            "refusing to start"
+        )
 
 
 class _Refused(Exception):
@@ -237,6 +255,11 @@ class EdgeConnection(asyncio.Protocol):
         )
         if request.chunked or request.content_length:
             request.content = BodyStream(self)
+        # llhttp reports a chunked body's trailer fields through on_header too. They
+        # must never join the request's headers (a trailer "Authorization" or identity
+        # header would reach the upstream in the head): they go to a list nobody reads,
+        # still counted against max_header_size.
+        self.raw_headers = []
         self.parsing = request
         self.head_started = False
         server = self.server

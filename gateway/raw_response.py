@@ -61,6 +61,7 @@ _PHRASES = {status.value: status.phrase.encode("latin-1") for status in HTTPStat
 # the same few names over and over, so the verdict is one dict lookup per line after
 # the first (no lower-casing and set probes per line). Bounded like the request filter.
 _PASS, _SKIP, _CONNECTION, _VARY, _DATE, _SERVER = range(6)
+_DROPPED_ANYWAY = SKIPPED_RESPONSE_HEADERS | {b"close", b""}
 _KINDS: dict[bytes, tuple[int, bytes]] = {}
 _KINDS_LIMIT = 4096
 
@@ -157,7 +158,8 @@ def encode_head(
         elif kind == _SKIP:
             continue
         elif kind == _CONNECTION:
-            named = frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
+            # Only names not dropped anyway matter ("keep-alive", "close" are the usual).
+            named = frozenset(t.strip().lower() for t in value.split(b",")) - _DROPPED_ANYWAY
             continue
         elif kind == _VARY:
             if vary_value is not None:

@@ -105,11 +105,16 @@ def main(argv: list[str] | None = None) -> int:
         format=f"%(asctime)s %(levelname)s %(name)s [worker {args.slot} pid %(process)d]: %(message)s",
     )
     from gateway.config import ConfigError
+    from gateway.http_server import ParserUnavailable, require_strict_parser
 
     lifeline = socket.socket(fileno=args.lifeline)
     lifeline.setblocking(False)
     try:
+        require_strict_parser()
         _run(_serve(args.config, args.channel, lifeline))
+    except ParserUnavailable as exc:
+        log.error("%s", exc)
+        return 1
     except ConfigError as exc:
         log.error("the configuration snapshot does not load:\n%s", exc)
         return 2

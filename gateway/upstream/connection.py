@@ -103,7 +103,7 @@ class UpstreamConnection(asyncio.Protocol):
     """Created by the pool; ``request()`` / ``read()`` are driven by the forwarder."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, max_header_bytes: int = 65536) -> None:
-        self._loop = loop
+        self._loop = self.loop = loop
         self._deadlines = deadlines_for(loop)
         self._max_header_bytes = max_header_bytes
         self.transport: asyncio.Transport | None = None

@@ -205,7 +205,8 @@ class Forwarder:
         conditional: Sequence[tuple[bytes, bytes]] | None,
     ) -> bytes:
         path = target.base_path + _b(self._upstream_path(ex.path) + ex.query)
-        lines = [_b(method) + b" " + path + b" HTTP/1.1\r\n"]
+        # llhttp admits only token characters in a method: ASCII.
+        lines = [method.encode("ascii") + b" " + path + b" HTTP/1.1\r\n"]
         dropped = request.connection_tokens
         if conditional is not None:
             dropped = dropped | _CONDITIONAL
@@ -213,8 +214,8 @@ class Forwarder:
         if conditional:
             for name, value in conditional:
                 lines.append(name + b": " + value + b"\r\n")
-        client_host = request.host
-        host = _b(client_host) if (self._preserve_host and client_host) else target.host_header
+        client_host = request.host_bytes
+        host = client_host if (self._preserve_host and client_host) else target.host_header
         lines.append(b"Host: " + host + b"\r\n")
         if chunked:
             lines.append(b"Transfer-Encoding: chunked\r\n")
@@ -225,10 +226,16 @@ class Forwarder:
             elif request.method in _NEEDS_LENGTH:
                 lines.append(b"Content-Length: 0\r\n")
         lines.append(b"X-Forwarded-For: " + ex.forwarded_for.encode("ascii", "replace") + b"\r\n")
-        forwarded_host, proto = forwarded_host_proto(request, ex)
-        lines.append(b"X-Forwarded-Proto: " + _b(proto) + b"\r\n")
-        if forwarded_host:
-            lines.append(b"X-Forwarded-Host: " + _b(forwarded_host) + b"\r\n")
+        if ex.trusted_peer:
+            forwarded_host, proto = forwarded_host_proto(request, ex)
+            lines.append(b"X-Forwarded-Proto: " + _b(proto) + b"\r\n")
+            if forwarded_host:
+                lines.append(b"X-Forwarded-Host: " + _b(forwarded_host) + b"\r\n")
+        else:
+            # Not behind a trusted proxy: the client's own Host, as it sent it, over http.
+            lines.append(b"X-Forwarded-Proto: http\r\n")
+            if request.host_bytes:
+                lines.append(b"X-Forwarded-Host: " + request.host_bytes + b"\r\n")
         lines.append(b"X-Request-ID: " + ex.request_id.encode("ascii") + b"\r\n")
         for name, value in ex.upstream_headers:
             if not _UNSAFE_VALUE.isdisjoint(value):

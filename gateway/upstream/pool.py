@@ -138,7 +138,9 @@ class ConnectionPool:
                 if not waiter.done():
                     waiter.set_result(conn)
                     return
-            self._idle.append((conn, asyncio.get_running_loop().time()))
+            # The connection's own loop: asyncio.get_running_loop() costs a getpid()
+            # system call on every request.
+            self._idle.append((conn, conn.loop.time()))
             self._schedule_reaper()
             return
         if not conn.closed:

@@ -337,3 +337,21 @@ async def test_gateway_token_mints_what_the_gateway_accepts(tmp_path, stub, gate
     status, _, body = await fetch("DELETE", gw.url + "/api/menu-items/1", {"Authorization": f"Bearer {minted}"})
     assert status == 200, body
     assert b"X-User-Id" in b"".join(n for n, _ in stub.requests[-1]["headers"])
+
+
+async def test_chunked_trailer_fields_never_reach_the_upstream_as_headers(stub, gateway_factory):
+    # llhttp hands a chunked body's trailer fields over like header fields: a trailer
+    # must not become a header of the forwarded request (identity, a second
+    # Authorization), whether it arrives with the head or later.
+    from tests.integration.conftest import simple_config
+    from tests.integration.test_proxy import raw_request
+
+    gw = gateway_factory(simple_config(stub.url))
+    reply = await raw_request(
+        gw.port,
+        b"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nX-User-Id: admin\r\nAuthorization: Bearer forged\r\n\r\n",
+    )
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:80]
+    (seen,) = stub.requests
+    assert "x-user-id" not in seen["header_map"] and "authorization" not in seen["header_map"]

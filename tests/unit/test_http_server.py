@@ -30,7 +30,13 @@ async def echo(request: EdgeRequest) -> None:
                 body += chunk
         except MalformedBody:
             status = 400
-    doc = {"path": request.raw_path, "method": request.method, "body": body.decode(), "host": request.host}
+    doc = {
+        "path": request.raw_path,
+        "method": request.method,
+        "body": body.decode(),
+        "host": request.host,
+        "headers": [name.decode() for name, _ in request.raw_headers],
+    }
     keep_alive = conn.keeps_alive(request)
     answer = RawResponse(status=status, reason="OK", raw_headers=[(b"Content-Type", b"application/json")], body=json.dumps(doc).encode())
     conn.write(answer.encode(keep_alive))
@@ -213,3 +219,28 @@ async def test_a_body_the_parser_refuses_midway_fails_its_own_request_and_nothin
     raw = await s.exchange(req("/first") + bad + req("/never"))
     assert [(status, doc["path"]) for status, doc in answers(raw)] == [(200, "/first"), (400, "/read")]
     assert b"/never" not in raw
+
+
+def test_only_llhttps_compiled_parser_is_accepted():
+    from gateway.http_server import ParserUnavailable, require_strict_parser
+
+    require_strict_parser()  # the installed httptools
+
+    class PurePython:  # a parser defined in a .py module, as a fallback would be
+        pass
+
+    with pytest.raises(ParserUnavailable, match="not llhttp's compiled extension"):
+        require_strict_parser(PurePython)
+
+
+async def test_trailer_fields_never_join_the_request_headers(served):
+    s = await served()
+    chunked = (
+        b"POST /read HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nAuthorization: Bearer forged\r\nX-User-Id: admin\r\n\r\n"
+    )
+    raw = await s.exchange(chunked + req("/after", extra="Connection: close\r\n"))
+    (status, doc), (_, after) = answers(raw)
+    assert status == 200 and doc["body"] == "abc"
+    assert doc["headers"] == ["Host", "Transfer-Encoding"]
+    assert after["headers"] == ["Host", "Connection"]
