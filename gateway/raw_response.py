@@ -103,6 +103,29 @@ def http_date() -> bytes:
 _ADDED_NAMES: dict[str, tuple[bytes, bytes]] = {}
 
 
+_NAMED: dict[bytes, frozenset[bytes]] = {}
+_REASON_BYTES: dict[str, bytes] = {}
+
+
+def _reason_bytes(reason: str) -> bytes:
+    encoded = reason.encode("latin-1", "replace")
+    if len(_REASON_BYTES) < _KINDS_LIMIT:
+        _REASON_BYTES[reason] = encoded
+    return encoded
+
+
+def _connection_names(value: bytes) -> frozenset[bytes]:
+    """The header names a response's ``Connection`` value drops, beyond those dropped
+    anyway ("keep-alive" and "close" are the usual values: nothing more)."""
+    named = _NAMED.get(value)
+    if named is None:
+        named = frozenset(t.strip().lower() for t in value.split(b",")) - _DROPPED_ANYWAY
+        if len(_NAMED) >= _KINDS_LIMIT:
+            _NAMED.clear()
+        _NAMED[value] = named
+    return named
+
+
 def _merged(added: Sequence[tuple[str, str]]) -> dict[bytes, tuple[bytes, str]]:
     """The gateway's headers by lower-cased name: a later one replaces an earlier one
     of the same name, except Vary, which merges."""
@@ -134,10 +157,10 @@ def encode_head(
     """The response head: the upstream's lines, the gateway's ``added`` ones, and the
     framing: ``Content-Length: length`` (None: none, e.g. a 304 or a close-delimited
     body), or ``Transfer-Encoding: chunked``."""
-    if reason is None or reason == "" or reason == b"":
+    if not reason:
         phrase = _PHRASES.get(status, b"Unknown")
     elif isinstance(reason, str):
-        phrase = reason.encode("latin-1", "replace")
+        phrase = _REASON_BYTES.get(reason) or _reason_bytes(reason)
     else:
         phrase = reason
     lines = [b"HTTP/1.1 %d %s\r\n" % (status, phrase)]
@@ -158,8 +181,7 @@ def encode_head(
         elif kind == _SKIP:
             continue
         elif kind == _CONNECTION:
-            # Only names not dropped anyway matter ("keep-alive", "close" are the usual).
-            named = frozenset(t.strip().lower() for t in value.split(b",")) - _DROPPED_ANYWAY
+            named = _connection_names(value)
             continue
         elif kind == _VARY:
             if vary_value is not None:
