@@ -162,7 +162,7 @@ EMPTY_BODY = _EmptyBody()
 class EdgeRequest:
     __slots__ = (
         "conn", "method", "version", "raw_path", "raw_headers", "remote", "keep_alive",
-        "host", "host_bytes", "host_count", "authorization_count", "content_length", "chunked", "codings",
+        "host", "host_bytes", "host_count", "authorization", "authorization_count", "content_length", "chunked", "codings",
         "expect_continue", "connection_tokens", "request_id", "head_size", "content", "exchange",
         "_headers",
     )
@@ -188,6 +188,7 @@ class EdgeRequest:
         self.exchange: Exchange | None = None
         self._headers: CIMultiDictProxy[str] | None = None
         host: bytes | None = None
+        authorization: bytes | None = None
         hosts = authorizations = 0
         length: bytes | None = None
         codings: list[bytes] = []
@@ -206,6 +207,7 @@ class EdgeRequest:
             elif n == 13:
                 if name.lower() == b"authorization":
                     authorizations += 1
+                    authorization = value
             elif n == 14:
                 if name.lower() == b"content-length":
                     length = value
@@ -225,6 +227,9 @@ class EdgeRequest:
         self.host_bytes = host
         """The Host value as the client sent it (forwarded without a decode round trip)."""
         self.host_count = hosts
+        self.authorization = _text(authorization) if authorization is not None else None
+        """The Authorization value (the auth stage reads it without the header mapping;
+        the edge refuses a request with two)."""
         self.authorization_count = authorizations
         # llhttp has already refused a malformed or repeated-and-different length.
         self.content_length = int(length) if length is not None else None

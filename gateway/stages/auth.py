@@ -93,7 +93,7 @@ def build(route: RouteConfig, deps: StageDeps) -> Stage | None:
             ex.auth_problem = refuse(failure)
 
     def authenticate(request: EdgeRequest, ex: Exchange) -> Awaitable[None] | None:
-        value = request.headers.get("Authorization")
+        value = request.authorization
         if value is None:
             if required:
                 failures["missing"].inc()

@@ -470,3 +470,67 @@ async def test_a_stalled_request_body_is_408_and_frees_the_upstream_connection(m
         async with client.post(gw.url + "/upload", data=b"y" * 100) as resp:
             assert resp.status == 200
             assert await resp.text() == "100"
+
+
+async def test_expect_100_continue_is_answered_only_after_the_stages_pass(stub, gateway_factory):
+    config = simple_config(stub.url)
+    config["server"] = {"max_body_size": "1KiB"}
+    gw = gateway_factory(config)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    await writer.drain()
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(b"hello")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    length = int(next(l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")).split(b":")[1])
+    assert json.loads(await reader.readexactly(length))["body_len"] == 5
+    writer.close()
+    # Refused before the body was asked for: no 100, a 413, and the connection closes
+    # (the client may still send the body it announced).
+    reply = await raw_request(gw.port, b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 413 ") and b"100 Continue" not in reply
+    assert [r["path_qs"] for r in stub.requests] == ["/up"]
+
+
+async def test_an_http_1_0_client_gets_a_streamed_body_delimited_by_the_close(make_stub, gateway_factory):
+    # The upstream holds the rest of its body until the client has seen the head, so the
+    # gateway is certainly streaming (not relaying a response it already has whole).
+    release = asyncio.Event()
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b"first,")
+        await release.wait()
+        await response.write(b"second")
+        await response.write_eof()
+        return response
+
+    upstream = await make_stub(lambda app: app.router.add_get("/stream", stream))
+    gw = gateway_factory(simple_config(upstream.url))
+
+    async def fetch(version: bytes) -> tuple[bytes, bytes, bool]:
+        release.clear()
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        writer.write(b"GET /stream " + version + b"\r\nHost: h\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        release.set()
+        if b"chunked" in head:
+            body = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10)
+        else:
+            body = await asyncio.wait_for(reader.read(-1), 10)
+        closed = reader.at_eof()
+        writer.close()
+        return head, body, closed
+
+    head, body, closed = await fetch(b"HTTP/1.0")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in head
+    assert b"transfer-encoding" not in head.lower() and b"content-length" not in head.lower()
+    assert body == b"first,second" and closed
+    # The same to an HTTP/1.1 client is chunked, and the connection stays open.
+    head, body, closed = await fetch(b"HTTP/1.1")
+    assert b"Transfer-Encoding: chunked" in head and b"Connection: close" not in head
+    assert body == b"6\r\nfirst,\r\n6\r\nsecond\r\n0\r\n\r\n" and not closed

@@ -73,6 +73,7 @@ async def call(
         # A value no client bytes decode to (a lone surrogate outside surrogateescape's
         # range): the stage must still cope with it, so set the mapping directly.
         request._headers = CIMultiDictProxy(given)
+        request.authorization = given.get("Authorization")
     ex = Exchange(request_id="test", started=0.0, client_ip=client_ip)
     request[EXCHANGE] = ex
     terminal = upstream or Upstream()
