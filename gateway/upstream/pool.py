@@ -76,13 +76,10 @@ class ConnectionPool:
     async def acquire(self, wait: float) -> UpstreamConnection:
         if self._closed:
             raise ConnectError(f"the pool for {self.host}:{self.port} is closed")
+        conn = self.take_idle()
+        if conn is not None:
+            return conn
         loop = asyncio.get_running_loop()
-        idle = self._idle
-        while idle:
-            conn, _ = idle.pop()
-            if not conn.closed:
-                return conn
-            self._size -= 1
         if self._size < self.max_connections:
             return await self._connect(loop)
         waiter: asyncio.Future[UpstreamConnection | None] = loop.create_future()
