@@ -96,9 +96,6 @@ class BodyStream:
         """Every byte of the body has arrived (it may not all have been read)."""
         return self._eof
 
-    def at_eof(self) -> bool:
-        return self._eof and not self._chunks
-
     async def _wait(self) -> None:
         if self._error is not None:
             raise self._error

@@ -221,7 +221,10 @@ class EdgeConnection(asyncio.Protocol):
         self.head_size = 0
         if not self.head_started:
             self.head_started = True
-            self.server.set_deadline(self, self.server.header_timeout, keep=self.active is None)
+            if self.active is None:
+                # A head pipelined behind an answer in progress is timed from when that
+                # answer is done (finished()), not from now.
+                self.server.set_deadline(self, self.server.header_timeout)
 
     def on_url(self, url: bytes) -> None:
         self.url_size += len(url)
@@ -502,9 +505,7 @@ class EdgeServer:
 
     # -- the deadline sweep -------------------------------------------------------------
 
-    def set_deadline(self, conn: EdgeConnection, after: float, *, idle: bool = False, keep: bool = True) -> None:
-        if not keep:
-            return
+    def set_deadline(self, conn: EdgeConnection, after: float, *, idle: bool = False) -> None:
         self._deadlines[conn] = (self.loop.time() + after, idle)
         if self._sweep_handle is None:
             self._sweep_handle = self.loop.call_later(self._sweep_interval(), self._sweep)
