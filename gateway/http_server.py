@@ -26,6 +26,11 @@ What a connection guarantees:
   tunnel, and the bytes after the head belong to a protocol it does not speak.
 - **Backpressure both ways.** A slow reader pauses the forwarder's writes (``drain``);
   a request body waiting for the upstream pauses reading from the client.
+- **Lingering close**, as nginx's ``lingering_close``: when the gateway closes a
+  connection the client may still be sending on (an answer before the body ended, a
+  refusal, an upgrade), it sends its FIN after the answer and reads and discards for up
+  to ``_LINGER`` seconds before closing. Closing at once with unread bytes would send a
+  reset, which can destroy the answer (a 413, a 401) before the client reads it.
 - **Deadlines, swept.** A request head must arrive within ``server.header_timeout``
   once its first byte has (slowloris: a 408, or a silent close if nothing came), and
   an idle keep-alive connection is closed after ``_KEEPALIVE_TIMEOUT``. Rather than a
@@ -58,6 +63,9 @@ log = logging.getLogger("gateway.http")
 
 _MAX_SWEEP_INTERVAL = 1.0
 _KEEPALIVE_TIMEOUT = 75.0
+_LINGER = 2.0
+# What a connection's deadline is for (EdgeServer's sweep).
+_HEAD, _IDLE, _LINGERING = range(3)
 _MAX_HEADERS = 256
 _MIN_LINE = 8190
 _QUEUE_PAUSE = 8
@@ -100,7 +108,7 @@ class EdgeConnection(asyncio.Protocol):
     __slots__ = (
         "server", "loop", "transport", "parser", "remote", "active", "queue", "closing", "refusal",
         "head_started", "url", "url_size", "raw_headers", "head_size", "parsing", "reading_paused", "reading_done",
-        "body_paused", "write_paused", "drain_waiter", "task", "idle_waiter", "closed",
+        "body_paused", "write_paused", "drain_waiter", "task", "idle_waiter", "closed", "client_eof", "lingering",
     )
 
     def __init__(self, server: EdgeServer) -> None:
@@ -136,6 +144,10 @@ class EdgeConnection(asyncio.Protocol):
         self.idle_waiter: asyncio.Future[EdgeRequest | None] | None = None
         """Set while the serving task waits for the next request."""
         self.closed = False
+        self.client_eof = False
+        """The client shut down its sending side: nothing more can arrive."""
+        self.lingering = False
+        """Our FIN is sent; what still arrives is drained until the client closes."""
 
     # -- transport events ---------------------------------------------------------------
 
@@ -184,6 +196,9 @@ class EdgeConnection(asyncio.Protocol):
                 waiter.set_result(None)
 
     def eof_received(self) -> bool:
+        self.client_eof = True
+        if self.lingering:
+            return False  # the client has stopped sending: close now
         # A half-close ends what the client sends, not what it reads: answer what was
         # asked, then close (returning True keeps our side open until then).
         if self.parsing is not None:
@@ -370,7 +385,7 @@ class EdgeConnection(asyncio.Protocol):
         if self.head_started:
             server.set_deadline(self, server.header_timeout)
         else:
-            server.set_deadline(self, _KEEPALIVE_TIMEOUT, idle=True)
+            server.set_deadline(self, _KEEPALIVE_TIMEOUT, kind=_IDLE)
 
     # -- refusals and closing -----------------------------------------------------------
 
@@ -445,7 +460,23 @@ class EdgeConnection(asyncio.Protocol):
 
     def _close(self) -> None:
         self.closing = True
-        self.server.clear_deadline(self)
+        server = self.server
+        server.clear_deadline(self)
+        transport = self.transport
+        if transport is None or self.lingering:
+            return
+        may_still_send = self.parsing is not None or self.head_started or self.reading_done or self.refusal is not None
+        if self.client_eof or not may_still_send or not transport.can_write_eof():
+            transport.close()
+            return
+        self.lingering = True
+        transport.write_eof()
+        if self.reading_paused:
+            self.reading_paused = False
+            transport.resume_reading()
+        server.set_deadline(self, _LINGER, kind=_LINGERING)
+
+    def linger_over(self) -> None:
         transport = self.transport
         if transport is not None:
             transport.close()
@@ -486,8 +517,8 @@ class EdgeServer:
         self.slow_head_log = RateLimitedLog(log)
         self.connections: set[EdgeConnection] = set()
         self.closing = False
-        self._deadlines: dict[EdgeConnection, tuple[float, bool]] = {}
-        """Connections with a head due (False) or idle between requests (True), and when."""
+        self._deadlines: dict[EdgeConnection, tuple[float, int]] = {}
+        """Connections with a head due, idle between requests, or lingering, and until when."""
         self._sweep_handle: asyncio.TimerHandle | None = None
 
     def __call__(self) -> EdgeConnection:
@@ -505,8 +536,8 @@ class EdgeServer:
 
     # -- the deadline sweep -------------------------------------------------------------
 
-    def set_deadline(self, conn: EdgeConnection, after: float, *, idle: bool = False) -> None:
-        self._deadlines[conn] = (self.loop.time() + after, idle)
+    def set_deadline(self, conn: EdgeConnection, after: float, *, kind: int = _HEAD) -> None:
+        self._deadlines[conn] = (self.loop.time() + after, kind)
         if self._sweep_handle is None:
             self._sweep_handle = self.loop.call_later(self._sweep_interval(), self._sweep)
 
@@ -520,11 +551,13 @@ class EdgeServer:
     def _sweep(self) -> None:
         self._sweep_handle = None
         now = self.loop.time()
-        late = [(conn, idle) for conn, (deadline, idle) in self._deadlines.items() if deadline <= now]
-        for conn, idle in late:
+        late = [(conn, kind) for conn, (deadline, kind) in self._deadlines.items() if deadline <= now]
+        for conn, kind in late:
             del self._deadlines[conn]
-            if idle:
+            if kind == _IDLE:
                 conn.close_if_idle()
+            elif kind == _LINGERING:
+                conn.linger_over()
             else:
                 conn.head_timed_out(self.header_timeout)
         if self._deadlines:

@@ -244,3 +244,30 @@ async def test_trailer_fields_never_join_the_request_headers(served):
     assert status == 200 and doc["body"] == "abc"
     assert doc["headers"] == ["Host", "Transfer-Encoding"]
     assert after["headers"] == ["Host", "Connection"]
+
+
+async def test_an_answer_before_the_body_ends_reaches_the_client_not_a_reset(served):
+    # The handler answers without reading a large body (a 413 or a 401 does this) and
+    # the connection closes. Closing a socket with unread bytes sends a reset, which
+    # can destroy the answer before the client reads it: the connection must drain
+    # what the client is still sending for a moment (nginx's lingering close).
+    s = await served()
+    for _ in range(5):
+        reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+        writer.write(b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 8000000\r\n\r\n")
+
+        async def upload() -> None:
+            try:
+                for _ in range(250):
+                    writer.write(b"z" * 32000)
+                    await writer.drain()
+            except ConnectionError:
+                pass
+
+        sending = asyncio.create_task(upload())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in head
+        length = int(next(l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")).split(b":")[1])
+        assert json.loads(await asyncio.wait_for(reader.readexactly(length), 10))["path"] == "/x"
+        sending.cancel()
+        writer.close()
