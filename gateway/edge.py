@@ -19,8 +19,6 @@ import os
 import re
 import time
 
-from aiohttp import web
-
 from gateway.access_log import AccessLog
 from gateway.edge_request import EdgeRequest, MalformedBody
 from gateway.exchange import Exchange
@@ -38,8 +36,6 @@ log = logging.getLogger("gateway.edge")
 # A client-supplied request id is kept only if it is short and boring: it is echoed in
 # logs and headers, so it must not smuggle separators, spaces or control characters.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-
-_ANSWERS = (RawResponse, Streamed, web.Response)
 
 
 class EdgeHandler:
@@ -171,16 +167,5 @@ class EdgeHandler:
                 raise Problem(405, f"{method} is not allowed here", headers={"Allow": ", ".join(match.allow)})
             raise Problem(404, "no route matches this request")
         ex.route = route
-        chain = route.handler
-        assert chain is not None
-        # The gates decide as plain calls; an awaitable verdict (a JWKS fetch, a Redis
-        # throttle decision) is the exception, not the rule (gateway/pipeline.py).
-        for gate in chain.gates:
-            verdict = gate(request, ex)
-            if verdict is not None:
-                if not isinstance(verdict, _ANSWERS):
-                    verdict = await verdict
-                    if verdict is None:
-                        continue
-                return verdict
-        return await chain.handler(request)
+        assert route.handler is not None
+        return await route.handler.run(request, ex)

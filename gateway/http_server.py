@@ -108,7 +108,7 @@ class EdgeConnection(asyncio.Protocol):
     __slots__ = (
         "server", "loop", "transport", "parser", "remote", "active", "queue", "closing", "refusal",
         "head_started", "url", "url_size", "raw_headers", "head_size", "parsing", "reading_paused", "reading_done",
-        "body_paused", "write_paused", "drain_waiter", "task", "idle_waiter", "closed", "client_eof", "lingering",
+        "body_paused", "write_paused", "drain_waiter", "task", "idle_waiter", "client_eof", "lingering",
     )
 
     def __init__(self, server: EdgeServer) -> None:
@@ -143,7 +143,6 @@ class EdgeConnection(asyncio.Protocol):
         """The connection's one serving task (see :meth:`_serve`), made at its first request."""
         self.idle_waiter: asyncio.Future[EdgeRequest | None] | None = None
         """Set while the serving task waits for the next request."""
-        self.closed = False
         self.client_eof = False
         """The client shut down its sending side: nothing more can arrive."""
         self.lingering = False
@@ -165,7 +164,6 @@ class EdgeConnection(asyncio.Protocol):
         server.set_deadline(self, server.header_timeout)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self.closed = True
         server = self.server
         server.connections.discard(self)
         server.clear_deadline(self)
@@ -340,7 +338,7 @@ class EdgeConnection(asyncio.Protocol):
         transport.write(data)
 
     async def drain(self) -> None:
-        if self.write_paused and not self.closed:
+        if self.write_paused and self.transport is not None:
             waiter = self.drain_waiter
             if waiter is None:
                 waiter = self.drain_waiter = self.loop.create_future()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Union
@@ -48,6 +47,7 @@ __all__ = [
 ]
 
 Answer = RawResponse | Streamed | web.Response
+_ANSWERS = (RawResponse, Streamed, web.Response)
 """What a chain returns: a complete response for the edge to write, one the forwarder
 already wrote (streamed), or a plain aiohttp response a stage built (a CORS preflight)."""
 
@@ -106,8 +106,7 @@ def compose(stages: Sequence[Wrapper], terminal: Handler) -> Handler:
 
 class Chain:
     """One route's compiled chain: its gates, then its handler (wrappers around the
-    forwarder). The edge runs it (``edge.py``); :meth:`run` is the same walk for
-    callers outside the edge."""
+    forwarder). The edge runs it for every routed request (``edge.py``)."""
 
     __slots__ = ("gates", "handler")
 
@@ -119,7 +118,9 @@ class Chain:
         for gate in self.gates:
             verdict = gate(request, ex)
             if verdict is not None:
-                if inspect.isawaitable(verdict):
+                # An answer ends the chain; anything else is the awaitable of a gate
+                # that had to wait (a JWKS fetch, a Redis throttle decision).
+                if not isinstance(verdict, _ANSWERS):
                     verdict = await verdict
                     if verdict is None:
                         continue

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TypeVar
 from email.utils import formatdate
 from http import HTTPStatus
 
@@ -55,15 +56,34 @@ SKIPPED_RESPONSE_HEADERS = frozenset(
     }
 )
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
 _PHRASES = {status.value: status.phrase.encode("latin-1") for status in HTTPStatus}
 
-# What an upstream header line is to the head encoder, by its raw name. Upstreams send
-# the same few names over and over, so the verdict is one dict lookup per line after
-# the first (no lower-casing and set probes per line). Bounded like the request filter.
+_NO_BODY = frozenset({204, 304})
+
+# Per-name and per-value work on the response path is memoised: upstreams and stages
+# send the same few header names, Connection values and reason phrases over and over,
+# so after the first time each costs one dict lookup. Every memo is bounded (cleared
+# when full), like the request side's header filter, so odd input cannot grow them.
+_MEMO_LIMIT = 4096
+
+
+def _remember(memo: dict[_K, _V], key: _K, value: _V) -> _V:
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
+# What an upstream header line is to the head encoder, by its raw name.
 _PASS, _SKIP, _CONNECTION, _VARY, _DATE, _SERVER = range(6)
 _DROPPED_ANYWAY = SKIPPED_RESPONSE_HEADERS | {b"close", b""}
 _KINDS: dict[bytes, tuple[int, bytes]] = {}
-_KINDS_LIMIT = 4096
+_NAMED: dict[bytes, frozenset[bytes]] = {}
+_REASON_BYTES: dict[str, bytes] = {}
+_ADDED_NAMES: dict[str, tuple[bytes, bytes]] = {}
 
 
 def _kind(name: bytes) -> tuple[int, bytes]:
@@ -80,38 +100,7 @@ def _kind(name: bytes) -> tuple[int, bytes]:
         kind = _SERVER
     else:
         kind = _PASS
-    if len(_KINDS) >= _KINDS_LIMIT:
-        _KINDS.clear()
-    verdict = _KINDS[name] = (kind, lower)
-    return verdict
-_NO_BODY = frozenset({204, 304})
-
-_date_second = -1
-_date_line = b""
-
-
-def http_date() -> bytes:
-    """``Date: ...\\r\\n`` for now, formatted once per second (not per response)."""
-    global _date_second, _date_line
-    now = int(time.time())
-    if now != _date_second:
-        _date_second = now
-        _date_line = b"Date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
-    return _date_line
-
-
-_ADDED_NAMES: dict[str, tuple[bytes, bytes]] = {}
-
-
-_NAMED: dict[bytes, frozenset[bytes]] = {}
-_REASON_BYTES: dict[str, bytes] = {}
-
-
-def _reason_bytes(reason: str) -> bytes:
-    encoded = reason.encode("latin-1", "replace")
-    if len(_REASON_BYTES) < _KINDS_LIMIT:
-        _REASON_BYTES[reason] = encoded
-    return encoded
+    return _remember(_KINDS, name, (kind, lower))
 
 
 def _connection_names(value: bytes) -> frozenset[bytes]:
@@ -119,11 +108,26 @@ def _connection_names(value: bytes) -> frozenset[bytes]:
     anyway ("keep-alive" and "close" are the usual values: nothing more)."""
     named = _NAMED.get(value)
     if named is None:
-        named = frozenset(t.strip().lower() for t in value.split(b",")) - _DROPPED_ANYWAY
-        if len(_NAMED) >= _KINDS_LIMIT:
-            _NAMED.clear()
-        _NAMED[value] = named
+        named = _remember(_NAMED, value, frozenset(t.strip().lower() for t in value.split(b",")) - _DROPPED_ANYWAY)
     return named
+
+
+def _reason_bytes(reason: str) -> bytes:
+    return _remember(_REASON_BYTES, reason, reason.encode("latin-1", "replace"))
+
+
+_date_second = -1
+_date_line = b""
+
+
+def http_date() -> bytes:
+    """``Date: ...\r\n`` for now, formatted once per second (not per response)."""
+    global _date_second, _date_line
+    now = int(time.time())
+    if now != _date_second:
+        _date_second = now
+        _date_line = b"Date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+    return _date_line
 
 
 def _merged(added: Sequence[tuple[str, str]]) -> dict[bytes, tuple[bytes, str]]:
@@ -134,9 +138,7 @@ def _merged(added: Sequence[tuple[str, str]]) -> dict[bytes, tuple[bytes, str]]:
     for name, value in added:
         encoded = names.get(name)
         if encoded is None:
-            encoded = (name.lower().encode("latin-1"), name.encode("latin-1"))
-            if len(names) < _KINDS_LIMIT:
-                names[name] = encoded
+            encoded = _remember(names, name, (name.lower().encode("latin-1"), name.encode("latin-1")))
         key, raw = encoded
         if key == b"vary" and key in out:
             value = merge_vary(out[key][1], value)
