@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from gateway.headers import connection_tokens
+
 if TYPE_CHECKING:
     from gateway.exchange import Exchange
     from gateway.http_server import EdgeConnection
@@ -190,7 +192,7 @@ class EdgeRequest:
         length: bytes | None = None
         codings: list[bytes] = []
         expect = False
-        tokens: list[bytes] | None = None
+        connection: list[bytes] | None = None
         request_id: bytes | None = None
         size = 0
         for name, value in raw_headers:
@@ -216,7 +218,7 @@ class EdgeRequest:
                     expect = value.strip().lower() == b"100-continue"
             elif n == 10:
                 if name.lower() == b"connection":
-                    tokens = (tokens or []) + [t.strip().lower() for t in value.split(b",") if t.strip()]
+                    connection = (connection or []) + [value]
             elif n == 12 and name.lower() == b"x-request-id":
                 request_id = value
         self.head_size = size
@@ -233,7 +235,7 @@ class EdgeRequest:
         self.codings = codings
         self.chunked = bool(codings)
         self.expect_continue = expect and version >= (1, 1)
-        self.connection_tokens = frozenset(tokens) if tokens else frozenset()
+        self.connection_tokens = connection_tokens(connection) if connection else frozenset()
         self.request_id = request_id.decode("latin-1") if request_id is not None else None
         self.content: BodyStream = EMPTY_BODY
 

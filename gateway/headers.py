@@ -10,8 +10,9 @@ second must not be able to pose as the first.
 The filter works on the raw header bytes the HTTP parser saw, so what is forwarded
 is byte-for-byte what the client sent, with no decode/encode round trip.
 
-Response side: hop-by-hop headers are dropped; everything else passes as the upstream
-sent it (including ``Content-Encoding``: the gateway never decompresses).
+Response side: ``raw_response.encode_head`` drops hop-by-hop headers and those the
+upstream's ``Connection`` names; everything else passes as the upstream sent it
+(including ``Content-Encoding``: the gateway never decompresses).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ __all__ = [
     "canonical_name",
     "connection_tokens",
     "RequestHeaderFilter",
-    "response_headers",
     "add_response_headers",
     "merge_vary",
 ]
@@ -87,11 +87,9 @@ def canonical_name(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-def connection_tokens(values: Iterable[str]) -> frozenset[bytes]:
-    """Header names listed in ``Connection`` values, lower-cased."""
-    return frozenset(
-        t.strip().lower().encode("latin-1") for v in values for t in v.split(",") if t.strip()
-    )
+def connection_tokens(values: Iterable[bytes]) -> frozenset[bytes]:
+    """Header names listed in ``Connection`` values (raw bytes), lower-cased."""
+    return frozenset(t.strip().lower() for v in values for t in v.split(b",") if t.strip())
 
 
 class RequestHeaderFilter:
@@ -137,25 +135,6 @@ class RequestHeaderFilter:
                 keep = self._decide(name)
             if keep and not (named and name.lower() in named):
                 out.append(name + b": " + value + b"\r\n")
-
-
-def response_headers(raw_headers: Sequence[tuple[bytes, bytes]]) -> CIMultiDict[str]:
-    """The upstream's response headers minus hop-by-hop ones, those its ``Connection``
-    names, and Content-Length (set again from the body actually sent)."""
-    out: CIMultiDict[str] = CIMultiDict()
-    connection: list[str] = []
-    for name, value in raw_headers:
-        lower = name.lower()
-        if lower == b"connection":
-            connection.append(value.decode("latin-1"))
-        elif lower not in _HOP_BY_HOP_BYTES and lower != b"content-length":
-            out.add(name.decode("latin-1"), value.decode("utf-8", "replace"))
-    for token in connection_tokens(connection):
-        out.popall(token.decode("latin-1"), None)
-    return out
-
-
-_HOP_BY_HOP_BYTES = frozenset(h.encode() for h in HOP_BY_HOP)
 
 
 def add_response_headers(headers: CIMultiDict[str], extra: Iterable[tuple[str, str]]) -> None:

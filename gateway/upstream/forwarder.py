@@ -226,16 +226,10 @@ class Forwarder:
             elif request.method in _NEEDS_LENGTH:
                 lines.append(b"Content-Length: 0\r\n")
         lines.append(b"X-Forwarded-For: " + ex.forwarded_for.encode("ascii", "replace") + b"\r\n")
-        if ex.trusted_peer:
-            forwarded_host, proto = forwarded_host_proto(request, ex)
-            lines.append(b"X-Forwarded-Proto: " + _b(proto) + b"\r\n")
-            if forwarded_host:
-                lines.append(b"X-Forwarded-Host: " + _b(forwarded_host) + b"\r\n")
-        else:
-            # Not behind a trusted proxy: the client's own Host, as it sent it, over http.
-            lines.append(b"X-Forwarded-Proto: http\r\n")
-            if request.host_bytes:
-                lines.append(b"X-Forwarded-Host: " + request.host_bytes + b"\r\n")
+        forwarded_host, proto = forwarded_host_proto(request, ex)
+        lines.append(b"X-Forwarded-Proto: " + _b(proto) + b"\r\n")
+        if forwarded_host:
+            lines.append(b"X-Forwarded-Host: " + _b(forwarded_host) + b"\r\n")
         lines.append(b"X-Request-ID: " + ex.request_id.encode("ascii") + b"\r\n")
         for name, value in ex.upstream_headers:
             if not _UNSAFE_VALUE.isdisjoint(value):
@@ -289,10 +283,7 @@ class Forwarder:
             request.content.check()
         if has_body and request.expect_continue and not request.content.is_eof():
             # Only now, with every stage passed, is the client told to send its body.
-            try:
-                request.send_continue()
-            except ConnectionError:
-                raise ConnectionResetError("the client closed before sending its body") from None
+            request.send_continue()
         replay: bytes | None = None
         length = request.content_length
         if has_body and idempotent and self._retries and not chunked and length is not None and length <= _REPLAYABLE_BODY:
